@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# README command 2: set everything up (idempotent), then run the whole test suite.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/scripts/setup.sh"
+cd "$ROOT"
+exec "$ROOT/.venv/bin/python" -m pytest tests "$@"
