@@ -1,0 +1,165 @@
+"""Frames without diffusion weights: warp the reference photo along the posed body and composite.
+
+Where no trained video-diffusion weights exist (none are public), each frame is made from the
+reference photo itself, driven by the same body renders VLOGGER's diffusion model consumes:
+
+1. Once per reference: a person mask of the photo (GrabCut seeded by the fitted body's
+   silhouette, so hair and clothes beyond the mesh count as person) and a background plate (the
+   photo with the person inpainted away), so a head or arm moving away leaves no hole.
+2. Per frame: every body pixel knows which point of the photo it shows (the reference-image
+   position of the surface point under it, interpolated from the vertices). That mapping,
+   extended smoothly off the body, backward-warps the photo (cv2.remap): eyelids, lips, hair and
+   clothes follow the mesh. Body points the photo never showed (mouth interior, sides of the
+   head, the back of a turned hand) are filled: the mouth with a shaded cavity, teeth and tongue
+   from the mesh's mouth parts; the rest from the smooth warp of nearby colours.
+3. Person over plate with a feathered edge. Colours come from the one photo every frame, so
+   they cannot drift or flicker.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MOUTH_PARTS = ("mouth_interior", "teeth", "tongue")
+
+
+@dataclass
+class CompositorReference:
+    """What the compositor precomputes once for a reference photo at one output size."""
+
+    photo: np.ndarray          # [Hp, Wp, 3] float32 0..1, full resolution (sampled by remap)
+    person_mask: np.ndarray    # [Hp, Wp] float32 0..1, soft
+    plate: np.ndarray          # [H, W, 3] float32, output resolution: photo without the person
+    lip_color: np.ndarray      # [3] mean lip colour, for the mouth cavity
+    skin_color: np.ndarray     # [3] mean face-skin colour
+    width: int
+    height: int
+
+
+def person_mask_from_silhouette(photo: np.ndarray, silhouette: np.ndarray,
+                                iterations: int = 4) -> np.ndarray:
+    """GrabCut the person out of the photo, seeded by the body's rendered silhouette.
+
+    photo [H,W,3] float 0..1; silhouette [H,W] bool (the fitted body rendered in the reference
+    pose at the photo's resolution). Returns a soft mask [H,W] float32.
+    """
+    h, w = silhouette.shape
+    sil = silhouette.astype(np.uint8)
+    if sil.sum() < 16:  # nothing to seed from: everything is background
+        return np.zeros((h, w), np.float32)
+    size = max(h, w)
+    k = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    sure_fg = cv2.erode(sil, k(max(1, size // 64)))
+    probable = cv2.dilate(sil, k(max(2, size // 14)))
+    # hair sits above the mesh's scalp: extend the probable region upward
+    ys, xs = np.nonzero(sil)
+    top = ys.min()
+    head_cols = xs[ys < top + max(4, (ys.max() - top) // 6)]
+    if len(head_cols):
+        x0, x1 = head_cols.min(), head_cols.max()
+        pad = (x1 - x0) // 3
+        probable[max(0, top - (x1 - x0) // 2):top + 1, max(0, x0 - pad):x1 + pad + 1] = 1
+    mask = np.full((h, w), cv2.GC_BGD, np.uint8)
+    mask[cv2.dilate(probable, k(max(2, size // 10))) > 0] = cv2.GC_PR_BGD
+    mask[probable > 0] = cv2.GC_PR_FGD
+    mask[sure_fg > 0] = cv2.GC_FGD
+    img = (np.clip(photo, 0, 1) * 255).astype(np.uint8)[..., ::-1].copy()
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(img, mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # degenerate colour models (e.g. a flat image): keep the seed
+        pass
+    fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    # keep the component(s) touching the body, drop stray blobs
+    n, lab = cv2.connectedComponents(fg)
+    keep = np.unique(lab[(sil > 0) & (fg > 0)])
+    fg = np.isin(lab, keep[keep > 0]).astype(np.float32)
+    fg = np.maximum(fg, sil.astype(np.float32))
+    return cv2.GaussianBlur(fg, (0, 0), max(0.8, size / 400))
+
+
+def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, height: int,
+                      part_mean_colors: dict[str, np.ndarray] | None = None) -> CompositorReference:
+    """Person mask + inpainted background plate at the output size."""
+    photo = np.ascontiguousarray(photo, dtype=np.float32)
+    person = person_mask_from_silhouette(photo, silhouette)
+    small = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+    pm = cv2.resize(person, (width, height), interpolation=cv2.INTER_AREA)
+    hole = (cv2.dilate((pm > 0.05).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0).astype(np.uint8)
+    plate = cv2.inpaint((small * 255).astype(np.uint8), hole, max(3, width // 64),
+                        cv2.INPAINT_TELEA).astype(np.float32) / 255
+    colors = part_mean_colors or {}
+    lip = np.asarray(colors.get("lips", (0.55, 0.3, 0.3)), np.float32)
+    skin = np.asarray(colors.get("face_skin", (0.8, 0.6, 0.5)), np.float32)
+    return CompositorReference(photo, person, plate, lip, skin, width, height)
+
+
+def _extend_flow(flow: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Smoothly extend a flow known where weight > 0: normalised Gaussian convolution.
+    Returns the extended flow and its support (0 far from any known value, 1 near it)."""
+    wb = cv2.GaussianBlur(weight, (0, 0), sigma)
+    fb = cv2.GaussianBlur(flow * weight[..., None], (0, 0), sigma)
+    ext = fb / np.maximum(wb, 1e-6)[..., None]
+    support = np.clip(wb / 0.05, 0, 1)
+    return ext, support
+
+
+def composite_frame(ref: CompositorReference, alpha: np.ndarray, ref_uv: np.ndarray,
+                    ref_valid: np.ndarray, part_index: np.ndarray,
+                    part_ids: dict[str, int]) -> np.ndarray:
+    """One output frame [H, W, 3] float32.
+
+    alpha [H,W] body coverage; ref_uv [H,W,2] photo-pixel position (x, y) of the surface point
+    under each body pixel; ref_valid [H,W] that point was visible in the photo; part_index
+    [H,W] semantic label ids; part_ids maps part names to ids.
+    """
+    h, w = alpha.shape
+    sy, sx = ref.photo.shape[0] / h, ref.photo.shape[1] / w
+    grid_x, grid_y = np.meshgrid((np.arange(w) + 0.5) * sx - 0.5, (np.arange(h) + 0.5) * sy - 0.5)
+    ident = np.stack([grid_x, grid_y], -1).astype(np.float32)
+    known = (alpha > 0.5) & ref_valid
+    flow = np.where(known[..., None], ref_uv - ident, 0).astype(np.float32)
+    ext, support = _extend_flow(flow, known.astype(np.float32), sigma=max(2.0, w / 40))
+    # body pixels seen in the photo use their exact source; everything else the smooth field,
+    # fading to no motion far from the body (the background stays put)
+    smooth = ext * support[..., None]
+    final = np.where(known[..., None], flow, smooth)
+    maps = (ident + final).astype(np.float32)
+    person = cv2.remap(ref.photo, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    p_alpha = cv2.remap(ref.person_mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    body = (alpha > 0.5).astype(np.float32)
+    p_alpha = np.maximum(p_alpha, cv2.GaussianBlur(body, (0, 0), 0.7))
+    person = _paint_mouth(person, part_index, part_ids, ref)
+    out = ref.plate * (1 - p_alpha[..., None]) + person * p_alpha[..., None]
+    return np.clip(out, 0, 1)
+
+
+def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
+                 ref: CompositorReference) -> np.ndarray:
+    """The mouth interior the photo never showed: a dark cavity, teeth and tongue, shaded."""
+    ids = {p: part_ids[p] for p in MOUTH_PARTS if p in part_ids}
+    if not ids:
+        return img
+    mouth = np.isin(part_index, list(ids.values()))
+    if not mouth.any():
+        return img
+    out = img.copy()
+    cavity = np.clip(ref.lip_color * 0.28, 0, 1)
+    layers = {"mouth_interior": cavity,
+              "tongue": np.clip(ref.lip_color * 0.75 + np.array([0.08, 0, 0], np.float32), 0, 1),
+              "teeth": np.array([0.86, 0.84, 0.78], np.float32)}
+    paint = np.zeros_like(img)
+    for name, pid in ids.items():
+        paint[part_index == pid] = layers[name]
+    # shade: darker toward the centre of the opening, so depth reads even at 256 px
+    m = mouth.astype(np.float32)
+    depth = cv2.GaussianBlur(m, (0, 0), max(1.0, np.sqrt(m.sum()) / 6))
+    shade = 1.0 - 0.45 * (depth / max(depth.max(), 1e-6))
+    paint *= shade[..., None]
+    soft = cv2.GaussianBlur(m, (0, 0), 0.6)[..., None]
+    out = out * (1 - soft) + paint * soft
+    return out
