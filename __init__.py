@@ -1,5 +1,14 @@
 """VLOGGER for ComfyUI: one photo + speech -> a talking, moving video (Corona et al., 2024)."""
+import os
+import sys
+
 WEB_DIRECTORY = "./web"
+
+# The method lives in the top-level package `vlogger_core` (importable without ComfyUI by the
+# tests and CLIs); make it importable when ComfyUI loads this folder as a custom node.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 try:
     from comfy_api.latest import ComfyExtension, io
