@@ -1,0 +1,150 @@
+"""Super-resolution cascade (VLOGGER: 128 -> 256 -> 512), temporal diffusion SR models.
+
+Each stage is a pixel-space UNet2DConditionModel whose input is the noisy high-res frame (3)
+concatenated with the bilinearly upsampled low-res frame (3), both in -1..1, with the same temporal
+convs in its down blocks as the base video model and a learned context instead of text. Unlike the
+base, the SR UNet is trained whole (nothing frozen). Configs: configs/sr256_unet.json, sr512_unet.json.
+
+Tiling bounds memory: at every denoising step the noise prediction is computed tile by tile (all
+frames of the clip at once, so the temporal convs still see the whole clip) and blended with
+feathered weights; the scheduler step then runs on the whole frame. Tiles differ from the untiled
+result only through receptive field and GroupNorm statistics at tile borders.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from diffusers import UNet2DConditionModel
+
+from .callbacks import Interrupt, Progress, check, report
+from .temporal_layers import add_temporal_layers, set_num_frames
+from .video_diffusion import read_config
+from .video_sampling import make_scheduler
+
+
+@dataclass
+class SRSpec:
+    unet_config: dict | str = "sr256_unet"
+    scheduler_config: dict | str = "pixel_scheduler"
+    in_size: int = 128
+    out_size: int = 256
+    num_frames: int = 8
+    context_tokens: int = 1
+    temporal_kernel: int = 3
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SRSpec":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def sr256_spec(**kw) -> SRSpec:
+    return SRSpec(**kw)
+
+
+def sr512_spec(**kw) -> SRSpec:
+    return SRSpec(**{"unet_config": "sr512_unet", "in_size": 256, "out_size": 512, **kw})
+
+
+class SuperResolutionModel(nn.Module):
+    def __init__(self, spec: SRSpec, unet: UNet2DConditionModel | None = None):
+        super().__init__()
+        self.spec = spec
+        self.unet = unet if unet is not None else UNet2DConditionModel.from_config(read_config(spec.unet_config))
+        cfg = self.unet.config
+        if cfg.in_channels != 6 or cfg.out_channels != 3:
+            raise ValueError("an SR UNet takes 6 channels (noisy 3 + upsampled low-res 3) and predicts 3")
+        self.multiple = 2 ** (len(cfg.block_out_channels) - 1)
+        if spec.out_size % self.multiple:
+            raise ValueError(f"out_size {spec.out_size} must be a multiple of {self.multiple}")
+        self.context = nn.Parameter(torch.zeros(1, spec.context_tokens, cfg.cross_attention_dim))
+        self.temporal = nn.ModuleList(add_temporal_layers(self.unet, spec.temporal_kernel))
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("temporal.")}
+
+    def forward(self, sample, timestep, low_up, num_frames: int):
+        set_num_frames(self, num_frames)
+        ctx = self.context.to(sample.dtype).expand(sample.shape[0], -1, -1)
+        return self.unet(torch.cat([sample, low_up], 1), timestep, encoder_hidden_states=ctx, return_dict=False)[0]
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if tile >= size:
+        return [0]
+    starts = list(range(0, size - tile, tile - overlap))
+    return starts + [size - tile]
+
+
+def _feather(tile: int, overlap: int) -> torch.Tensor:
+    ramp = torch.ones(tile)
+    if overlap > 0:
+        r = torch.arange(1, overlap + 1, dtype=torch.float32) / (overlap + 1)
+        ramp[:overlap] = r
+        ramp[-overlap:] = torch.minimum(ramp[-overlap:], r.flip(0))
+    return ramp[:, None] * ramp[None, :]
+
+
+def tiled_eps(model: SuperResolutionModel, x, t, low_up, num_frames: int, tile: int, overlap: int):
+    """Noise prediction on the whole frame, computed tile by tile and feather-blended."""
+    h, w = x.shape[-2:]
+    if tile <= 0 or tile >= max(h, w):
+        return model(x, t, low_up, num_frames)
+    tile = min(tile, h, w)
+    out = torch.zeros_like(x)
+    weight = torch.zeros((1, 1, h, w), dtype=x.dtype, device=x.device)
+    wt = _feather(tile, overlap).to(x)[None, None]
+    for y in tile_starts(h, tile, overlap):
+        for xo in tile_starts(w, tile, overlap):
+            sl = (..., slice(y, y + tile), slice(xo, xo + tile))
+            out[sl] += model(x[sl], t, low_up[sl], num_frames) * wt
+            weight[sl] += wt
+    return out / weight
+
+
+def check_tiling(model: SuperResolutionModel, tile: int, overlap: int) -> None:
+    if tile <= 0:
+        return
+    if tile % model.multiple:
+        raise ValueError(f"tile {tile} must be a multiple of {model.multiple} for this SR model (or 0 = untiled)")
+    if not 0 <= overlap <= tile // 2:
+        raise ValueError(f"overlap {overlap} must be between 0 and half the tile ({tile // 2})")
+
+
+@torch.no_grad()
+def super_resolve(model: SuperResolutionModel, frames: torch.Tensor, *, steps: int = 20, seed: int = 0,
+                  scheduler: str = "ddim", tile: int = 0, overlap: int = 32, progress: Progress = None,
+                  interrupt: Interrupt = None) -> torch.Tensor:
+    """RGB 0..1 [T, 3, in, in] -> RGB 0..1 [T, 3, out, out], in clips of spec.num_frames frames."""
+    s = model.spec
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise ValueError(f"frames must be RGB [T, 3, H, W], got {tuple(frames.shape)}")
+    if tuple(frames.shape[-2:]) != (s.in_size, s.in_size):
+        raise ValueError(f"frames are {frames.shape[-1]}x{frames.shape[-2]}; this SR stage takes "
+                         f"{s.in_size}x{s.in_size} (-> {s.out_size}x{s.out_size})")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_tiling(model, tile, overlap)
+    p = next(model.parameters())
+    gen = torch.Generator().manual_seed(int(seed))
+    chunks = range(0, frames.shape[0], s.num_frames)
+    outs = []
+    for c, a in enumerate(chunks):
+        lo = frames[a:a + s.num_frames].to(p.device, p.dtype) * 2 - 1
+        n = lo.shape[0]
+        low_up = F.interpolate(lo, size=(s.out_size, s.out_size), mode="bilinear", align_corners=False)
+        sched = make_scheduler(s.scheduler_config, scheduler)
+        sched.set_timesteps(steps, device=p.device)
+        x = torch.randn(low_up.shape, generator=gen).to(p) * sched.init_noise_sigma
+        for i, t in enumerate(sched.timesteps):
+            check(interrupt)
+            eps = tiled_eps(model, sched.scale_model_input(x, t), t, low_up, n, tile, overlap)
+            x = sched.step(eps, t, x).prev_sample
+            report(progress, c * steps + i + 1, len(chunks) * steps)
+        outs.append(((x.clamp(-1, 1) + 1) / 2).float().cpu())
+    return torch.cat(outs)
