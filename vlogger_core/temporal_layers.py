@@ -30,9 +30,9 @@ class TemporalConv(nn.Module):
         if kernel_size % 2 != 1:
             raise ValueError(f"temporal kernel_size must be odd, got {kernel_size}")
         self.channels, self.kernel_size = channels, kernel_size
-        self.proj = nn.Conv2d(channels, channels * kernel_size, 1)
+        self.proj = nn.Conv2d(channels, channels * kernel_size, 1, bias=False)
+        self.bias = nn.Parameter(torch.zeros(channels))  # added once, as in Conv1d
         nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
         self.num_frames = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,7 +51,7 @@ class TemporalConv(nn.Module):
                 out[:, -s:] += y[:, : n + s, j]
             else:
                 out[:, : n - s] += y[:, s:, j]
-        return x + out.view(bn, c, h, w)
+        return x + out.view(bn, c, h, w) + self.bias[:, None, None]
 
 
 class TemporalResnetBlock(nn.Module):

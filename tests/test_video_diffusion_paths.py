@@ -1,0 +1,173 @@
+"""Stage-2 paths: SD 1.x single-file base (offline), temporal outpainting, SR cascade with tiling.
+Tiny random models only: these check the machinery, never output quality."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from make_tiny_video_model import (randomize_trained_parts, tiny_pixel_spec, tiny_sd_spec, tiny_sr_spec,
+                                   write_tiny_sd_checkpoint)
+from vlogger_core.sd_checkpoint import UNET_PREFIX, load_sd1_checkpoint, read_sd_checkpoint
+from vlogger_core.super_resolution import SuperResolutionModel, super_resolve, tiled_eps
+from vlogger_core.temporal_outpainting import outpaint, window_starts
+from vlogger_core.video_diffusion import build_video_model, read_config
+from vlogger_core.video_sampling import sample_clip
+from vlogger_core.video_weights import load_model, save_model
+
+N_C = 4
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """HF offline AND any socket connection fails: loading must not even try the hub."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def refuse(*a, **k):
+        raise AssertionError("network access attempted")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(scope="module")
+def sd_ckpt(tmp_path_factory):
+    spec = tiny_sd_spec(num_parts=N_C)
+    return spec, write_tiny_sd_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-random-sd1.safetensors", spec)
+
+
+def test_sd15_configs_are_the_real_architecture():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(read_config("sd15_unet"))
+        vae = AutoencoderKL.from_config(read_config("sd15_vae"))
+    # published parameter counts of the SD v1 UNet and KL-f8 VAE
+    assert sum(p.numel() for p in unet.parameters()) == 859_520_964
+    assert sum(p.numel() for p in vae.parameters()) == 83_653_863
+
+
+def test_sd1_single_file_loads_offline_and_samples(sd_ckpt, no_network, tmp_path):
+    spec, path = sd_ckpt
+    unet, vae = load_sd1_checkpoint(path, spec.unet_config, spec.vae_config)
+    tensors, _ = read_sd_checkpoint(path)
+    # a converted weight is the file's tensor (first conv of the UNet)
+    assert torch.equal(unet.conv_in.weight, tensors[UNET_PREFIX + "input_blocks.0.0.weight"])
+    model = build_video_model(spec, unet, vae).eval()
+    randomize_trained_parts(model, std=0.05)
+    save_model(model, tmp_path / "sd", tiny_random=True)
+    with pytest.raises(ValueError, match="SD 1.x checkpoint"):
+        load_model(tmp_path / "sd")
+    again = load_model(tmp_path / "sd", checkpoint=path)
+    ctl = torch.rand(4, 3 + N_C + 3, 64, 64)
+    a = sample_clip(model, torch.rand(3, 64, 64), ctl, steps=2, seed=3)
+    b = sample_clip(again, torch.rand(3, 64, 64).zero_() + a[0], ctl, steps=2, seed=3)
+    assert a.shape == (4, 3, 64, 64) and b.shape == a.shape
+
+
+def _write(path, tensors):
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
+
+
+def test_non_sd1_checkpoints_are_rejected_clearly(sd_ckpt, tmp_path, no_network):
+    spec, path = sd_ckpt
+    with pytest.raises(ValueError, match="not a single-file SD 1.x"):
+        load_sd1_checkpoint(_write(tmp_path / "lora.safetensors", {"lora_unet_x.alpha": torch.ones(1)}),
+                            spec.unet_config, spec.vae_config)
+    tensors, _ = read_sd_checkpoint(path)
+    sd2 = dict(tensors)
+    sd2[UNET_PREFIX + "input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight"] = torch.zeros(32, 1024)
+    with pytest.raises(ValueError, match="Stable Diffusion 2"):
+        load_sd1_checkpoint(_write(tmp_path / "sd2.safetensors", sd2), spec.unet_config, spec.vae_config)
+    xl = dict(tensors)
+    xl["conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias"] = torch.zeros(4)
+    with pytest.raises(ValueError, match="SDXL"):
+        load_sd1_checkpoint(_write(tmp_path / "xl.safetensors", xl), spec.unet_config, spec.vae_config)
+    with pytest.raises(ValueError, match="does not match the SD 1.x architecture"):
+        load_sd1_checkpoint(path, read_config("sd15_unet"), spec.vae_config)  # tiny file vs real SD config
+    (tmp_path / "old.ckpt").write_bytes(b"not read")
+    with pytest.raises(ValueError, match="pickled"):
+        load_sd1_checkpoint(tmp_path / "old.ckpt", spec.unet_config, spec.vae_config)
+
+
+@pytest.fixture(scope="module")
+def video():
+    torch.manual_seed(0)
+    m = build_video_model(tiny_pixel_spec(num_parts=N_C, num_frames=4, size=32)).eval()
+    randomize_trained_parts(m, std=0.05)
+    return m
+
+
+def test_window_plan():
+    assert window_starts(11, 4, 2) == [0, 2, 4, 6, 7]
+    assert window_starts(4, 4, 1) == [0]
+    for bad in (0, 4, 5):
+        with pytest.raises(ValueError, match="overlap"):
+            window_starts(20, 4, bad)
+
+
+def test_outpainting_reproduces_the_conditioned_frames(video):
+    ref = torch.rand(3, 32, 32)
+    ctl = torch.rand(11, 3 + N_C + 3, 32, 32)
+    calls = []
+    windows = list(outpaint(video, ref, ctl, overlap=2, steps=3, seed=5, progress=lambda d, t: calls.append((d, t))))
+    assert [w.start for w in windows] == [0, 2, 4, 6, 7]
+    assert sum(w.frames.shape[0] for w in windows) == 11
+    assert [w.new_start for w in windows] == [0, 4, 6, 8, 10]
+    for prev, cur in zip(windows, windows[1:]):
+        k = prev.start + 4 - cur.start          # frames of `cur` that `prev` already made
+        assert torch.equal(cur.samples[:k], prev.samples[cur.start - prev.start:][:k])
+        assert not torch.allclose(cur.samples[k:], prev.samples[-1:].expand_as(cur.samples[k:]))
+    assert calls[-1] == (15, 15)
+    again = torch.cat([w.frames for w in outpaint(video, ref, ctl, overlap=2, steps=3, seed=5)])
+    assert torch.equal(again, torch.cat([w.frames for w in windows]))
+
+
+def test_outpainting_bad_overlap_and_short_video(video):
+    ref = torch.rand(3, 32, 32)
+    ctl = torch.rand(3, 3 + N_C + 3, 32, 32)
+    for bad in (0, 4):  # N' = N (no link between windows) and N' = 0
+        with pytest.raises(ValueError, match="overlap"):
+            next(outpaint(video, ref, ctl, overlap=bad, steps=1))
+    (only,) = list(outpaint(video, ref, ctl, overlap=2, steps=2))   # shorter than N: one clip
+    assert only.frames.shape == (3, 3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def sr():
+    torch.manual_seed(0)
+    m = SuperResolutionModel(tiny_sr_spec(in_size=32, num_frames=3)).eval()
+    randomize_trained_parts(m, std=0.05)
+    return m
+
+
+def test_super_resolution_shapes_and_determinism(sr, tmp_path):
+    frames = torch.rand(5, 3, 32, 32)
+    a = super_resolve(sr, frames, steps=2, seed=1)
+    assert a.shape == (5, 3, 64, 64) and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, super_resolve(sr, frames, steps=2, seed=1))
+    save_model(sr, tmp_path / "sr", tiny_random=True)
+    again = load_model(tmp_path / "sr")
+    assert torch.equal(a, super_resolve(again, frames, steps=2, seed=1))
+    with pytest.raises(ValueError, match="32x32"):
+        super_resolve(sr, torch.rand(2, 3, 48, 48), steps=1)
+    with pytest.raises(ValueError, match="multiple"):
+        super_resolve(sr, frames, steps=1, tile=31, overlap=8)
+
+
+def test_tiled_prediction_matches_untiled(sr):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 3, 64, 64, generator=g)
+    low = torch.rand(3, 3, 64, 64, generator=g) * 2 - 1
+    with torch.no_grad():
+        full = sr(x, 500, low, 3)
+        rel = {}
+        for tile, ov in ((32, 16), (32, 0), (48, 16)):
+            t = tiled_eps(sr, x, 500, low, 3, tile, ov)
+            rel[(tile, ov)] = ((t - full).norm() / full.norm()).item()
+    # overlap blending brings tiles close to the whole-frame result; bigger tiles closer still
+    assert rel[(32, 16)] < 0.2
+    assert rel[(48, 16)] < rel[(32, 16)] < rel[(32, 0)]
+    out_tiled = super_resolve(sr, torch.rand(3, 3, 32, 32), steps=2, seed=0, tile=32, overlap=16)
+    assert out_tiled.shape == (3, 3, 64, 64)
