@@ -1,0 +1,280 @@
+"""Stage-2 diffusion nodes: load the video / SR models, sample a clip, outpaint a long video, upscale.
+
+No trained VLOGGER weights exist: these nodes need a trained folder in models/vlogger/video/ (from
+the training nodes or your own). scripts/make_tiny_video_model.py makes TINY RANDOM folders for
+tests, whose output is noise, not a result.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import folder_paths
+import torch
+import torch.nn.functional as F
+from comfy_api.latest import io
+
+from vlogger_core.super_resolution import SuperResolutionModel, super_resolve
+from vlogger_core.temporal_outpainting import outpaint
+from vlogger_core.video_diffusion import VideoDiffusionModel
+from vlogger_core.video_sampling import SCHEDULERS, as_control_tensor, sample_clip
+from vlogger_core.video_weights import load_model
+
+from .common import device, input_error, interrupt_check, progress_callback
+
+FOLDER = "vlogger_video"
+folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "video"))
+NO_CHECKPOINT = "(none: pixel-space model)"
+
+VideoModel = io.Custom("VLOGGER_VIDEO_MODEL")
+Controls = io.Custom("VLOGGER_CONTROLS")
+
+
+def model_folders() -> list[str]:
+    """Sub-folders (any depth 1) of models/vlogger/video/ that hold a config.json."""
+    found = []
+    for base in folder_paths.get_folder_paths(FOLDER):
+        if os.path.isdir(base):
+            found += [d for d in sorted(os.listdir(base)) if os.path.isfile(os.path.join(base, d, "config.json"))]
+    return found or ["(no models in models/vlogger/video)"]
+
+
+def folder_path(name: str) -> Path | None:
+    for base in folder_paths.get_folder_paths(FOLDER):
+        p = Path(base) / name
+        if (p / "config.json").is_file():
+            return p
+    return None
+
+
+def to_bchw(images: torch.Tensor) -> torch.Tensor:
+    return images.permute(0, 3, 1, 2).float()
+
+
+def to_image(frames: torch.Tensor) -> torch.Tensor:
+    return frames.permute(0, 2, 3, 1).contiguous().float()
+
+
+def square_reference(node: str, image: torch.Tensor, size: int) -> torch.Tensor:
+    """IMAGE -> [1, 3, size, size]: first image, centre-cropped to a square, resized."""
+    if image.dim() != 4 or image.shape[-1] < 3:
+        raise input_error(node, "reference", f"expected an IMAGE [B,H,W,3], got {tuple(image.shape)}",
+                          "connect a LoadImage output (the photo of the person)")
+    x = to_bchw(image[:1, ..., :3])
+    h, w = x.shape[-2:]
+    s = min(h, w)
+    x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    if s != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1)
+
+
+def check_video_model(node: str, model) -> VideoDiffusionModel:
+    if not isinstance(model, VideoDiffusionModel):
+        raise input_error(node, "video_model", "is a super-resolution model, not a video model",
+                          "load a video-model folder (config kind 'video') with VLOGGER_VideoModelLoader")
+    return model
+
+
+def control_tensor(node: str, model: VideoDiffusionModel, controls) -> torch.Tensor:
+    s = model.spec
+    try:
+        c = as_control_tensor(controls)
+    except ValueError as e:
+        raise input_error(node, "controls", str(e), "connect the controls from the VLOGGER control-map node")
+    want = 3 + s.num_parts + 3
+    if c.shape[1] != want:
+        raise input_error(node, "controls", f"have {c.shape[1]} channels but this model takes {want} "
+                          f"(dense 3 + {s.num_parts} body parts + warped 3)",
+                          "render the controls with the body model (part list) the video model was trained with")
+    if tuple(c.shape[-2:]) != (s.image_size, s.image_size):
+        raise input_error(node, "controls", f"are {c.shape[-1]}x{c.shape[-2]} but this model takes "
+                          f"{s.image_size}x{s.image_size}",
+                          f"render the controls at {s.image_size}x{s.image_size}")
+    return c.float()
+
+
+SAMPLING_INPUTS = lambda: [  # noqa: E731
+    io.Int.Input("steps", default=25, min=1, max=500,
+                 tooltip="Denoising steps. More is slower and usually cleaner (20-50 typical)."),
+    io.Int.Input("seed", default=0, min=0, max=2**63 - 1, control_after_generate=True,
+                 tooltip="Random seed: the same seed and inputs give the same video."),
+    io.Combo.Input("scheduler", options=sorted(SCHEDULERS), default="ddim",
+                   tooltip="Sampler: ddim (deterministic DDIM) or dpmpp_2m (DPM-Solver++ 2M, good in few steps)."),
+]
+
+
+class VideoModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VLOGGER_VideoModelLoader",
+            display_name="VLOGGER Load Video Diffusion Model",
+            category="VLOGGER/video",
+            description=(
+                "Loads a trained VLOGGER stage-2 model folder from models/vlogger/video/: a video model "
+                "(frozen base + control branch + temporal layers) or a super-resolution stage. A video "
+                "model trained on a Stable Diffusion 1.x base also needs that SD 1.x checkpoint from "
+                "models/checkpoints (loaded offline). No trained weights ship with the pack; folders "
+                "named tiny-random-* are test fixtures whose output is noise."),
+            inputs=[
+                io.Combo.Input("model_folder", options=model_folders(),
+                               tooltip="A folder in models/vlogger/video/ holding config.json + trained_parts.safetensors."),
+                io.Combo.Input("checkpoint", options=[NO_CHECKPOINT] + folder_paths.get_filename_list("checkpoints"),
+                               default=NO_CHECKPOINT,
+                               tooltip="For latent (SD 1.x-based) video models: the single-file SD 1.x .safetensors "
+                                       "it was trained on. Ignored for pixel-space models and SR stages."),
+            ],
+            outputs=[VideoModel.Output("video_model", tooltip="The loaded model for the VLOGGER video nodes.")],
+        )
+
+    @classmethod
+    def execute(cls, model_folder, checkpoint) -> io.NodeOutput:
+        node = "VLOGGER_VideoModelLoader"
+        folder = folder_path(model_folder)
+        if folder is None:
+            raise input_error(node, "model_folder", f"'{model_folder}' is not a model folder in models/vlogger/video",
+                              "put a trained folder (config.json + trained_parts.safetensors) there and refresh")
+        ckpt = None
+        if checkpoint != NO_CHECKPOINT:
+            try:
+                ckpt = folder_paths.get_full_path_or_raise("checkpoints", checkpoint)
+            except Exception:
+                raise input_error(node, "checkpoint", f"'{checkpoint}' is not in models/checkpoints",
+                                  "pick an SD 1.x checkpoint from the list")
+        try:
+            model = load_model(folder, checkpoint=ckpt, device=device())
+        except ValueError as e:
+            name = "checkpoint" if ("checkpoint" in str(e) or "Stable Diffusion" in str(e)) else "model_folder"
+            raise input_error(node, name, str(e), "choose a matching model folder / SD 1.x checkpoint")
+        return io.NodeOutput(model)
+
+
+class VideoSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VLOGGER_VideoSampler",
+            display_name="VLOGGER Video Sampler (clip)",
+            category="VLOGGER/video",
+            description=(
+                "Generates ONE clip of N frames (the model's clip length) of the person in the reference "
+                "photo following the control maps, with the temporal diffusion model. For longer videos "
+                "use VLOGGER_Outpaint. Needs trained weights: tiny-random models give noise."),
+            inputs=[
+                VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
+                io.Image.Input("reference", tooltip="The photo of the person (first image used; centre-cropped to a "
+                                                     "square and resized to the model's resolution)."),
+                Controls.Input("controls", tooltip="Per-frame control maps (dense, body parts, warped reference) "
+                                                   "with exactly N frames at the model's resolution."),
+                *SAMPLING_INPUTS(),
+                io.Float.Input("guidance", default=2.0, min=1.0, max=20.0, step=0.1,
+                               tooltip="Classifier-free guidance on controls + reference (1 = off, one pass per "
+                                       "step; higher follows the controls more, costs a second pass)."),
+            ],
+            outputs=[io.Image.Output("frames", tooltip="The N generated frames (IMAGE batch).")],
+        )
+
+    @classmethod
+    def execute(cls, video_model, reference, controls, steps, seed, scheduler, guidance) -> io.NodeOutput:
+        node = "VLOGGER_VideoSampler"
+        model = check_video_model(node, video_model)
+        ctl = control_tensor(node, model, controls)
+        if ctl.shape[0] != model.spec.num_frames:
+            raise input_error(node, "controls", f"hold {ctl.shape[0]} frames but this model makes clips of "
+                              f"{model.spec.num_frames}", "use VLOGGER_Outpaint for other lengths")
+        ref = square_reference(node, reference, model.spec.image_size)
+        frames = sample_clip(model, ref, ctl, steps=steps, seed=seed, scheduler=scheduler, guidance=guidance,
+                             progress=progress_callback(steps), interrupt=interrupt_check)
+        return io.NodeOutput(to_image(frames))
+
+
+class Outpaint(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VLOGGER_Outpaint",
+            display_name="VLOGGER Temporal Outpainting (long video)",
+            category="VLOGGER/video",
+            description=(
+                "Generates a video of any length: the first N frames, then repeatedly N - overlap new "
+                "frames conditioned on the previous `overlap` frames (temporal outpainting). More overlap "
+                "= smoother joins and slower. Needs trained weights: tiny-random models give noise."),
+            inputs=[
+                VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
+                io.Image.Input("reference", tooltip="The photo of the person (first image used; centre-cropped to a "
+                                                     "square and resized to the model's resolution)."),
+                Controls.Input("controls", tooltip="Per-frame control maps for the whole video, at the model's resolution."),
+                io.Int.Input("overlap", default=4, min=1, max=256,
+                             tooltip="Frames each window re-uses from the previous one (1 .. N-1): quality vs run time."),
+                *SAMPLING_INPUTS(),
+                io.Float.Input("guidance", default=2.0, min=1.0, max=20.0, step=0.1,
+                               tooltip="Classifier-free guidance on controls + reference (1 = off)."),
+            ],
+            outputs=[io.Image.Output("frames", tooltip="All generated frames, one per control frame (IMAGE batch).")],
+        )
+
+    @classmethod
+    def execute(cls, video_model, reference, controls, overlap, steps, seed, scheduler, guidance) -> io.NodeOutput:
+        node = "VLOGGER_Outpaint"
+        model = check_video_model(node, video_model)
+        ctl = control_tensor(node, model, controls)
+        n = model.spec.num_frames
+        if not 1 <= overlap < n:
+            raise input_error(node, "overlap", f"{overlap} is not between 1 and N-1 = {n - 1} (N = {n} frames "
+                              "per window; each window must make new frames and re-use at least one)",
+                              f"set overlap to a value from 1 to {n - 1} (e.g. {max(1, n // 2)})")
+        ref = square_reference(node, reference, model.spec.image_size)
+        total = ctl.shape[0]
+        windows = 1 if total <= n else 1 + -(-(total - n) // (n - overlap))
+        out = torch.empty(total, model.spec.image_size, model.spec.image_size, 3)
+        for w in outpaint(model, ref, ctl, overlap=overlap, steps=steps, seed=seed, scheduler=scheduler,
+                          guidance=guidance, progress=progress_callback(windows * steps), interrupt=interrupt_check):
+            out[w.new_start:w.new_start + w.frames.shape[0]] = to_image(w.frames)
+        return io.NodeOutput(out)
+
+
+class SuperResolution(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VLOGGER_SuperResolution",
+            display_name="VLOGGER Super-Resolution (diffusion, x2)",
+            category="VLOGGER/video",
+            description=(
+                "One stage of the VLOGGER cascade (128 -> 256 or 256 -> 512): a temporal diffusion model "
+                "conditioned on the upsampled frames. Chain two for 512. Tiling bounds memory. ComfyUI's "
+                "own 'Upscale Image (using Model)' can replace it. Needs trained weights."),
+            inputs=[
+                VideoModel.Input("sr_model", tooltip="From VLOGGER_VideoModelLoader (a super-resolution folder)."),
+                io.Image.Input("images", tooltip="Frames at the stage's input resolution (e.g. 128x128)."),
+                *SAMPLING_INPUTS(),
+                io.Int.Input("tile", default=0, min=0, max=4096, step=8,
+                             tooltip="Tile size in output pixels (0 = whole frame). Smaller uses less memory."),
+                io.Int.Input("tile_overlap", default=32, min=0, max=2048, step=8,
+                             tooltip="Pixels neighbouring tiles share and blend (at most half the tile)."),
+            ],
+            outputs=[io.Image.Output("upscaled", tooltip="The frames at twice the resolution (IMAGE batch).")],
+        )
+
+    @classmethod
+    def execute(cls, sr_model, images, steps, seed, scheduler, tile, tile_overlap) -> io.NodeOutput:
+        node = "VLOGGER_SuperResolution"
+        if not isinstance(sr_model, SuperResolutionModel):
+            raise input_error(node, "sr_model", "is a video model, not a super-resolution stage",
+                              "load an SR folder (config kind 'super_resolution')")
+        s = sr_model.spec
+        if images.dim() != 4 or tuple(images.shape[1:3]) != (s.in_size, s.in_size):
+            raise input_error(node, "images", f"are {tuple(images.shape[1:3])} but this stage takes "
+                              f"{s.in_size}x{s.in_size}", f"feed {s.in_size}x{s.in_size} frames (the previous stage's output)")
+        if tile and (tile % sr_model.multiple or tile_overlap > tile // 2):
+            raise input_error(node, "tile", f"tile {tile} / overlap {tile_overlap} do not fit this model",
+                              f"use a tile that is a multiple of {sr_model.multiple} and an overlap <= tile/2, or 0")
+        chunks = -(-images.shape[0] // s.num_frames)
+        out = super_resolve(sr_model, to_bchw(images[..., :3]), steps=steps, seed=seed, scheduler=scheduler,
+                            tile=tile, overlap=tile_overlap, progress=progress_callback(chunks * steps),
+                            interrupt=interrupt_check)
+        return io.NodeOutput(to_image(out))
+
+
+NODES = [VideoModelLoader, VideoSampler, Outpaint, SuperResolution]

@@ -1,0 +1,70 @@
+"""Video-diffusion nodes through the real server, with TINY RANDOM model folders (noise, not results)."""
+from __future__ import annotations
+
+import pytest
+
+from make_tiny_video_model import make_all
+
+
+@pytest.fixture(scope="module")
+def tiny_models(comfy):
+    video_dir = comfy.models_dir / "vlogger" / "video"
+    ckpt = comfy.models_dir / "checkpoints" / "tiny-random-sd1.safetensors"
+    if not (video_dir / "tiny-random-sd" / "config.json").exists():
+        make_all(video_dir, sd_checkpoint=ckpt)
+    (comfy.models_dir / "checkpoints" / "not-sd.safetensors").write_bytes(
+        (comfy.models_dir / "vlogger" / "video" / "tiny-random-sr64" / "trained_parts.safetensors").read_bytes())
+    return video_dir
+
+
+def _loader(folder, checkpoint="(none: pixel-space model)"):
+    return {"class_type": "VLOGGER_VideoModelLoader", "inputs": {"model_folder": folder, "checkpoint": checkpoint}}
+
+
+def test_loader_lists_model_folders_and_checkpoints(comfy, tiny_models):
+    info = comfy.object_info()["VLOGGER_VideoModelLoader"]["input"]["required"]
+    folders = info["model_folder"][1]["options"] if isinstance(info["model_folder"][1], dict) and "options" in info["model_folder"][1] else info["model_folder"][0]
+    assert {"tiny-random-pixel", "tiny-random-sr64", "tiny-random-sd"} <= set(folders)
+    ckpts = info["checkpoint"][1]["options"] if "options" in info["checkpoint"][1] else info["checkpoint"][0]
+    assert "tiny-random-sd1.safetensors" in ckpts
+
+
+def test_super_resolution_node_runs(comfy, tiny_models):
+    prompt = {
+        "1": _loader("tiny-random-sr64"),
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 5, "color": 8421504}},
+        "3": {"class_type": "VLOGGER_SuperResolution",
+              "inputs": {"sr_model": ["1", 0], "images": ["2", 0], "steps": 2, "seed": 0, "scheduler": "ddim",
+                         "tile": 32, "tile_overlap": 16}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    assert len(res.outputs["4"]["images"]) == 5
+
+
+def test_super_resolution_wrong_size_is_a_clear_error(comfy, tiny_models):
+    prompt = {
+        "1": _loader("tiny-random-sr64"),
+        "2": {"class_type": "EmptyImage", "inputs": {"width": 48, "height": 48, "batch_size": 2, "color": 0}},
+        "3": {"class_type": "VLOGGER_SuperResolution",
+              "inputs": {"sr_model": ["1", 0], "images": ["2", 0], "steps": 1, "seed": 0, "scheduler": "ddim",
+                         "tile": 0, "tile_overlap": 0}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+    res = comfy.run(prompt)
+    assert res.error is not None
+    assert "[VLOGGER_SuperResolution] input 'images'" in str(res.error) and "32x32" in str(res.error)
+
+
+def test_loader_rejects_non_sd_checkpoint(comfy, tiny_models):
+    prompt = {"1": _loader("tiny-random-sd", "not-sd.safetensors"),
+              "2": {"class_type": "VLOGGER_SuperResolution",
+                    "inputs": {"sr_model": ["1", 0], "images": ["3", 0], "steps": 1, "seed": 0,
+                               "scheduler": "ddim", "tile": 0, "tile_overlap": 0}},
+              "3": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 0}},
+              "4": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    res = comfy.run(prompt)
+    assert res.error is not None
+    assert "[VLOGGER_VideoModelLoader] input 'checkpoint'" in str(res.error)
+    assert "SD 1.x" in str(res.error)
