@@ -94,6 +94,31 @@ def control_tensor(node: str, model: VideoDiffusionModel, controls) -> torch.Ten
     return c.float()
 
 
+IMAGE_CONTROL_INPUTS = lambda: [  # noqa: E731
+    io.Image.Input("dense_maps", optional=True,
+                   tooltip="Instead of 'controls': the dense maps C_d as an IMAGE batch (one per frame). "
+                           "Body-part masks are then all zero, which a model trained with them handles worse."),
+    io.Image.Input("warped_maps", optional=True,
+                   tooltip="Instead of 'controls': the warped-reference maps C_w as an IMAGE batch "
+                           "(same frame count and size as dense_maps)."),
+]
+
+
+def gather_controls(node: str, model: VideoDiffusionModel, controls, dense_maps, warped_maps) -> torch.Tensor:
+    """VLOGGER_CONTROLS, or dense + warped IMAGE batches with empty part masks."""
+    if controls is not None:
+        return control_tensor(node, model, controls)
+    if dense_maps is None or warped_maps is None:
+        raise input_error(node, "controls", "no control maps are connected",
+                          "connect 'controls' from the control-map node, or both 'dense_maps' and 'warped_maps'")
+    if dense_maps.shape != warped_maps.shape:
+        raise input_error(node, "warped_maps", f"shape {tuple(warped_maps.shape)} differs from dense_maps "
+                          f"{tuple(dense_maps.shape)}", "give both one image per frame at the same size")
+    d, w = to_bchw(dense_maps[..., :3]), to_bchw(warped_maps[..., :3])
+    parts = torch.zeros(d.shape[0], model.spec.num_parts, *d.shape[-2:])
+    return control_tensor(node, model, torch.cat([d, parts, w], 1))
+
+
 SAMPLING_INPUTS = lambda: [  # noqa: E731
     io.Int.Input("steps", default=25, min=1, max=500,
                  tooltip="Denoising steps. More is slower and usually cleaner (20-50 typical)."),
@@ -165,8 +190,10 @@ class VideoSampler(io.ComfyNode):
                 VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
                 io.Image.Input("reference", tooltip="The photo of the person (first image used; centre-cropped to a "
                                                      "square and resized to the model's resolution)."),
-                Controls.Input("controls", tooltip="Per-frame control maps (dense, body parts, warped reference) "
-                                                   "with exactly N frames at the model's resolution."),
+                Controls.Input("controls", optional=True,
+                               tooltip="Per-frame control maps (dense, body parts, warped reference) "
+                                       "with exactly N frames at the model's resolution."),
+                *IMAGE_CONTROL_INPUTS(),
                 *SAMPLING_INPUTS(),
                 io.Float.Input("guidance", default=2.0, min=1.0, max=20.0, step=0.1,
                                tooltip="Classifier-free guidance on controls + reference (1 = off, one pass per "
@@ -176,10 +203,11 @@ class VideoSampler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video_model, reference, controls, steps, seed, scheduler, guidance) -> io.NodeOutput:
+    def execute(cls, video_model, reference, steps, seed, scheduler, guidance, controls=None,
+                dense_maps=None, warped_maps=None) -> io.NodeOutput:
         node = "VLOGGER_VideoSampler"
         model = check_video_model(node, video_model)
-        ctl = control_tensor(node, model, controls)
+        ctl = gather_controls(node, model, controls, dense_maps, warped_maps)
         if ctl.shape[0] != model.spec.num_frames:
             raise input_error(node, "controls", f"hold {ctl.shape[0]} frames but this model makes clips of "
                               f"{model.spec.num_frames}", "use VLOGGER_Outpaint for other lengths")
@@ -204,7 +232,9 @@ class Outpaint(io.ComfyNode):
                 VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
                 io.Image.Input("reference", tooltip="The photo of the person (first image used; centre-cropped to a "
                                                      "square and resized to the model's resolution)."),
-                Controls.Input("controls", tooltip="Per-frame control maps for the whole video, at the model's resolution."),
+                Controls.Input("controls", optional=True,
+                               tooltip="Per-frame control maps for the whole video, at the model's resolution."),
+                *IMAGE_CONTROL_INPUTS(),
                 io.Int.Input("overlap", default=4, min=1, max=256,
                              tooltip="Frames each window re-uses from the previous one (1 .. N-1): quality vs run time."),
                 *SAMPLING_INPUTS(),
@@ -215,10 +245,11 @@ class Outpaint(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video_model, reference, controls, overlap, steps, seed, scheduler, guidance) -> io.NodeOutput:
+    def execute(cls, video_model, reference, overlap, steps, seed, scheduler, guidance, controls=None,
+                dense_maps=None, warped_maps=None) -> io.NodeOutput:
         node = "VLOGGER_Outpaint"
         model = check_video_model(node, video_model)
-        ctl = control_tensor(node, model, controls)
+        ctl = gather_controls(node, model, controls, dense_maps, warped_maps)
         n = model.spec.num_frames
         if not 1 <= overlap < n:
             raise input_error(node, "overlap", f"{overlap} is not between 1 and N-1 = {n - 1} (N = {n} frames "

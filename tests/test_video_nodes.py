@@ -68,3 +68,62 @@ def test_loader_rejects_non_sd_checkpoint(comfy, tiny_models):
     assert res.error is not None
     assert "[VLOGGER_VideoModelLoader] input 'checkpoint'" in str(res.error)
     assert "SD 1.x" in str(res.error)
+
+
+def _maps(n, size=32, color=0x406080):
+    return {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": n, "color": color}}
+
+
+def test_outpaint_sr_to_mp4_path(comfy, tiny_models):
+    """The diffusion path end to end on the server: maps -> outpaint -> SR -> MP4 (tiny random: noise)."""
+    prompt = {
+        "1": _loader("tiny-random-pixel"),
+        "2": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+        "3": _maps(10), "4": _maps(10, color=0x806040),
+        "5": {"class_type": "VLOGGER_Outpaint",
+              "inputs": {"video_model": ["1", 0], "reference": ["2", 0], "dense_maps": ["3", 0],
+                         "warped_maps": ["4", 0], "overlap": 2, "steps": 2, "seed": 3, "scheduler": "ddim",
+                         "guidance": 1.5}},
+        "6": _loader("tiny-random-sr64"),
+        "7": {"class_type": "VLOGGER_SuperResolution",
+              "inputs": {"sr_model": ["6", 0], "images": ["5", 0], "steps": 2, "seed": 0, "scheduler": "dpmpp_2m",
+                         "tile": 0, "tile_overlap": 0}},
+        "8": {"class_type": "VLOGGER_SaveVideo",
+              "inputs": {"images": ["7", 0], "fps": 24.0, "filename_prefix": "vlogger/tiny_random_diffusion"}},
+    }
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    import av
+    path = res.outputs["8"]
+    files = res.files()
+    assert files, path
+    data = comfy.fetch(files[0])
+    import io as _io
+    with av.open(_io.BytesIO(data)) as c:
+        s = c.streams.video[0]
+        frames = sum(1 for _ in c.decode(s))
+        assert (s.codec_context.width, s.codec_context.height) == (64, 64)
+    assert frames == 10
+
+
+def test_sampler_and_outpaint_errors_name_the_input(comfy, tiny_models):
+    base = {"1": _loader("tiny-random-pixel"), "2": _maps(1), "3": _maps(5), "4": _maps(5)}
+    sampler = dict(base, **{"5": {"class_type": "VLOGGER_VideoSampler",
+                                  "inputs": {"video_model": ["1", 0], "reference": ["2", 0], "dense_maps": ["3", 0],
+                                             "warped_maps": ["4", 0], "steps": 1, "seed": 0, "scheduler": "ddim",
+                                             "guidance": 1.0}},
+                            "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}})
+    res = comfy.run(sampler)
+    assert "[VLOGGER_VideoSampler] input 'controls'" in str(res.error) and "5 frames" in str(res.error)
+    out = dict(base, **{"5": {"class_type": "VLOGGER_Outpaint",
+                              "inputs": {"video_model": ["1", 0], "reference": ["2", 0], "dense_maps": ["3", 0],
+                                         "warped_maps": ["4", 0], "overlap": 4, "steps": 1, "seed": 0,
+                                         "scheduler": "ddim", "guidance": 1.0}},
+                        "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}})
+    res = comfy.run(out)
+    assert "[VLOGGER_Outpaint] input 'overlap'" in str(res.error)
+    big = dict(out)
+    big["3"], big["4"] = _maps(5, size=48), _maps(5, size=48)
+    big["5"] = {**out["5"], "inputs": {**out["5"]["inputs"], "overlap": 2}}
+    res = comfy.run(big)
+    assert "[VLOGGER_Outpaint] input 'controls'" in str(res.error) and "32x32" in str(res.error)
