@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from vlogger_core.super_resolution import SuperResolutionModel, super_resolve
+from vlogger_core.super_resolution import SuperResolutionModel, sr_windows, super_resolve
 from vlogger_core.temporal_outpainting import outpaint
 from vlogger_core.video_diffusion import VideoDiffusionModel
 from vlogger_core.video_sampling import SCHEDULERS, as_control_tensor, sample_clip
@@ -284,12 +284,15 @@ class SuperResolution(io.ComfyNode):
                              tooltip="Tile size in output pixels (0 = whole frame). Smaller uses less memory."),
                 io.Int.Input("tile_overlap", default=32, min=0, max=2048, step=8,
                              tooltip="Pixels neighbouring tiles share and blend (at most half the tile)."),
+                io.Int.Input("window_overlap", default=0, min=0, max=256, optional=True,
+                             tooltip="Frames each SR window re-uses from the previous one (0 .. N-1) so windows "
+                                     "join without a jump; 0 = independent windows (fastest)."),
             ],
             outputs=[io.Image.Output("upscaled", tooltip="The frames at twice the resolution (IMAGE batch).")],
         )
 
     @classmethod
-    def execute(cls, sr_model, images, steps, seed, scheduler, tile, tile_overlap) -> io.NodeOutput:
+    def execute(cls, sr_model, images, steps, seed, scheduler, tile, tile_overlap, window_overlap=0) -> io.NodeOutput:
         node = "VLOGGER_SuperResolution"
         if not isinstance(sr_model, SuperResolutionModel):
             raise input_error(node, "sr_model", "is a video model, not a super-resolution stage",
@@ -301,10 +304,13 @@ class SuperResolution(io.ComfyNode):
         if tile and (tile % sr_model.multiple or tile_overlap > tile // 2):
             raise input_error(node, "tile", f"tile {tile} / overlap {tile_overlap} do not fit this model",
                               f"use a tile that is a multiple of {sr_model.multiple} and an overlap <= tile/2, or 0")
-        chunks = -(-images.shape[0] // s.num_frames)
+        if window_overlap >= s.num_frames:
+            raise input_error(node, "window_overlap", f"{window_overlap} is not below the SR window of "
+                              f"{s.num_frames} frames", f"use 0 .. {s.num_frames - 1}")
+        chunks = sr_windows(images.shape[0], s.num_frames, window_overlap)
         out = super_resolve(sr_model, to_bchw(images[..., :3]), steps=steps, seed=seed, scheduler=scheduler,
-                            tile=tile, overlap=tile_overlap, progress=progress_callback(chunks * steps),
-                            interrupt=interrupt_check)
+                            tile=tile, overlap=tile_overlap, chunk_overlap=window_overlap,
+                            progress=progress_callback(chunks * steps), interrupt=interrupt_check)
         return io.NodeOutput(to_image(out))
 
 

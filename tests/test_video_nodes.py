@@ -87,7 +87,7 @@ def test_outpaint_sr_to_mp4_path(comfy, tiny_models):
         "6": _loader("tiny-random-sr64"),
         "7": {"class_type": "VLOGGER_SuperResolution",
               "inputs": {"sr_model": ["6", 0], "images": ["5", 0], "steps": 2, "seed": 0, "scheduler": "dpmpp_2m",
-                         "tile": 0, "tile_overlap": 0}},
+                         "tile": 0, "tile_overlap": 0, "window_overlap": 1}},
         "8": {"class_type": "VLOGGER_SaveVideo",
               "inputs": {"images": ["7", 0], "fps": 24.0, "filename_prefix": "vlogger/tiny_random_diffusion"}},
     }

@@ -13,6 +13,7 @@ result only through receptive field and GroupNorm statistics at tile borders.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -116,35 +117,97 @@ def check_tiling(model: SuperResolutionModel, tile: int, overlap: int) -> None:
         raise ValueError(f"overlap {overlap} must be between 0 and half the tile ({tile // 2})")
 
 
-@torch.no_grad()
-def super_resolve(model: SuperResolutionModel, frames: torch.Tensor, *, steps: int = 20, seed: int = 0,
-                  scheduler: str = "ddim", tile: int = 0, overlap: int = 32, progress: Progress = None,
-                  interrupt: Interrupt = None) -> torch.Tensor:
-    """RGB 0..1 [T, 3, in, in] -> RGB 0..1 [T, 3, out, out], in clips of spec.num_frames frames."""
-    s = model.spec
+def _check_frames(s: SRSpec, frames: torch.Tensor) -> None:
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise ValueError(f"frames must be RGB [T, 3, H, W], got {tuple(frames.shape)}")
     if tuple(frames.shape[-2:]) != (s.in_size, s.in_size):
         raise ValueError(f"frames are {frames.shape[-1]}x{frames.shape[-2]}; this SR stage takes "
                          f"{s.in_size}x{s.in_size} (-> {s.out_size}x{s.out_size})")
+
+
+def sr_windows(total: int, num_frames: int, chunk_overlap: int) -> int:
+    """How many SR windows a video of `total` frames takes."""
+    if total <= num_frames:
+        return 1
+    return 1 + -(-(total - num_frames) // (num_frames - chunk_overlap))
+
+
+@torch.no_grad()
+def _sr_window(model, lo, gen, sched_name, steps, tile, overlap, known, progress, interrupt, done, total):
+    """One window of low-res frames lo (0..1) -> x0 in -1..1; the first len(known) frames are held
+    to `known` (previous window's outputs) by re-noising, as in temporal outpainting."""
+    s = model.spec
+    p = next(model.parameters())
+    lo = lo.to(p.device, p.dtype) * 2 - 1
+    n, k = lo.shape[0], 0 if known is None else known.shape[0]
+    low_up = F.interpolate(lo, size=(s.out_size, s.out_size), mode="bilinear", align_corners=False)
+    sched = make_scheduler(s.scheduler_config, sched_name)
+    sched.set_timesteps(steps, device=p.device)
+    x = torch.randn(low_up.shape, generator=gen).to(p) * sched.init_noise_sigma
+    if k:
+        known = known.to(p)
+        x[:k] = sched.add_noise(known, x[:k], sched.timesteps[:1])
+    for i, t in enumerate(sched.timesteps):
+        check(interrupt)
+        eps = tiled_eps(model, sched.scale_model_input(x, t), t, low_up, n, tile, overlap)
+        x = sched.step(eps, t, x).prev_sample
+        if k:
+            if i + 1 < len(sched.timesteps):
+                noise = torch.randn(known.shape, generator=gen).to(p)
+                x[:k] = sched.add_noise(known, noise, sched.timesteps[i + 1:i + 2])
+            else:
+                x[:k] = known
+        report(progress, done + i + 1, total)
+    return x.clamp(-1, 1)
+
+
+def super_resolve_stream(model: SuperResolutionModel, frames: Iterable[torch.Tensor], *, steps: int = 20,
+                         seed: int = 0, scheduler: str = "ddim", tile: int = 0, overlap: int = 32,
+                         chunk_overlap: int = 0, total_frames: int | None = None, progress: Progress = None,
+                         interrupt: Interrupt = None) -> Iterator[torch.Tensor]:
+    """Upscale a stream of low-res frame batches (RGB 0..1 [F, 3, in, in]), yielding RGB 0..1
+    [F', 3, out, out] batches in order as soon as each window is done. With chunk_overlap k > 0
+    every window after the first re-uses the last k upscaled frames as known frames, so the
+    windows join without a jump (temporal outpainting for SR); memory stays flat."""
+    s = model.spec
+    n = s.num_frames
+    if not 0 <= chunk_overlap < n:
+        raise ValueError(f"chunk_overlap must be between 0 and N-1 = {n - 1}, got {chunk_overlap}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     check_tiling(model, tile, overlap)
-    p = next(model.parameters())
     gen = torch.Generator().manual_seed(int(seed))
-    chunks = range(0, frames.shape[0], s.num_frames)
-    outs = []
-    for c, a in enumerate(chunks):
-        lo = frames[a:a + s.num_frames].to(p.device, p.dtype) * 2 - 1
-        n = lo.shape[0]
-        low_up = F.interpolate(lo, size=(s.out_size, s.out_size), mode="bilinear", align_corners=False)
-        sched = make_scheduler(s.scheduler_config, scheduler)
-        sched.set_timesteps(steps, device=p.device)
-        x = torch.randn(low_up.shape, generator=gen).to(p) * sched.init_noise_sigma
-        for i, t in enumerate(sched.timesteps):
-            check(interrupt)
-            eps = tiled_eps(model, sched.scale_model_input(x, t), t, low_up, n, tile, overlap)
-            x = sched.step(eps, t, x).prev_sample
-            report(progress, c * steps + i + 1, len(chunks) * steps)
-        outs.append(((x.clamp(-1, 1) + 1) / 2).float().cpu())
-    return torch.cat(outs)
+    total_steps = steps * sr_windows(total_frames, n, chunk_overlap) if total_frames else 0
+    pending: list[torch.Tensor] = []
+    prev_lo = prev_hi = None
+    w = 0
+
+    def window(new_lo):
+        nonlocal prev_lo, prev_hi, w
+        lo = new_lo if prev_lo is None else torch.cat([prev_lo, new_lo.to(prev_lo)])
+        x0 = _sr_window(model, lo, gen, scheduler, steps, tile, overlap, prev_hi, progress, interrupt,
+                        w * steps, total_steps or (w + 1) * steps)
+        w += 1
+        k = chunk_overlap
+        prev_lo, prev_hi = (lo[-k:], x0[-k:]) if k else (None, None)
+        return ((x0[lo.shape[0] - new_lo.shape[0]:] + 1) / 2).float().cpu()
+
+    for batch in frames:
+        _check_frames(s, batch)
+        pending.extend(batch.unbind(0))
+        while len(pending) >= (n if prev_lo is None else n - chunk_overlap):
+            take = n if prev_lo is None else n - chunk_overlap
+            yield window(torch.stack(pending[:take]))
+            del pending[:take]
+    if pending:
+        yield window(torch.stack(pending))
+
+
+def super_resolve(model: SuperResolutionModel, frames: torch.Tensor, *, steps: int = 20, seed: int = 0,
+                  scheduler: str = "ddim", tile: int = 0, overlap: int = 32, chunk_overlap: int = 0,
+                  progress: Progress = None, interrupt: Interrupt = None) -> torch.Tensor:
+    """RGB 0..1 [T, 3, in, in] -> RGB 0..1 [T, 3, out, out], in windows of spec.num_frames frames."""
+    _check_frames(model.spec, frames)
+    return torch.cat(list(super_resolve_stream(
+        model, [frames], steps=steps, seed=seed, scheduler=scheduler, tile=tile, overlap=overlap,
+        chunk_overlap=chunk_overlap, total_frames=frames.shape[0], progress=progress, interrupt=interrupt)))
