@@ -127,3 +127,18 @@ def test_sampler_and_outpaint_errors_name_the_input(comfy, tiny_models):
     big["5"] = {**out["5"], "inputs": {**out["5"]["inputs"], "overlap": 2}}
     res = comfy.run(big)
     assert "[VLOGGER_Outpaint] input 'controls'" in str(res.error) and "32x32" in str(res.error)
+
+
+def test_sd1_latent_model_clip_through_the_server(comfy, tiny_models):
+    prompt = {
+        "1": _loader("tiny-random-sd", "tiny-random-sd1.safetensors"),
+        "2": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+        "3": _maps(4, size=64), "4": _maps(4, size=64, color=0x202020),
+        "5": {"class_type": "VLOGGER_VideoSampler",
+              "inputs": {"video_model": ["1", 0], "reference": ["2", 0], "dense_maps": ["3", 0],
+                         "warped_maps": ["4", 0], "steps": 2, "seed": 1, "scheduler": "dpmpp_2m", "guidance": 2.0}},
+        "6": {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}},
+    }
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    assert len(res.outputs["6"]["images"]) == 4
