@@ -12,15 +12,18 @@ from pathlib import Path
 import folder_paths
 import torch
 import torch.nn.functional as F
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
+from vlogger_core.diffusion_video import diffusion_frames
 from vlogger_core.super_resolution import SuperResolutionModel, sr_windows, super_resolve
 from vlogger_core.temporal_outpainting import outpaint
 from vlogger_core.video_diffusion import VideoDiffusionModel
 from vlogger_core.video_sampling import SCHEDULERS, as_control_tensor, sample_clip
 from vlogger_core.video_weights import load_model
+from vlogger_core.video_writer import StreamingMP4Writer
 
 from .common import device, input_error, interrupt_check, progress_callback
+from .nodes_output import audio_mono, output_path
 
 FOLDER = "vlogger_video"
 folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "video"))
@@ -314,4 +317,94 @@ class SuperResolution(io.ComfyNode):
         return io.NodeOutput(to_image(out))
 
 
-NODES = [VideoModelLoader, VideoSampler, Outpaint, SuperResolution]
+class DiffusionVideo(io.ComfyNode):
+    """Outpaint + SR cascade + MP4 in one stream: flat memory for any length."""
+
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VLOGGER_DiffusionVideo",
+            display_name="VLOGGER Diffusion Video -> MP4 (streamed)",
+            category="VLOGGER/video",
+            description=(
+                "The whole diffusion path in one pass with flat memory: temporal outpainting, then the "
+                "optional super-resolution stages, each window written to an MP4 (with the speech) as soon "
+                "as it exists, so a long video never sits in memory. Needs trained weights: tiny-random "
+                "models give noise."),
+            inputs=[
+                VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
+                io.Image.Input("reference", tooltip="The photo of the person (centre-cropped, resized)."),
+                Controls.Input("controls", optional=True,
+                               tooltip="Per-frame control maps for the whole video, at the model's resolution."),
+                *IMAGE_CONTROL_INPUTS(),
+                io.Int.Input("overlap", default=4, min=1, max=256,
+                             tooltip="Frames each window re-uses from the previous one (1 .. N-1)."),
+                *SAMPLING_INPUTS(),
+                io.Float.Input("guidance", default=2.0, min=1.0, max=20.0, step=0.1,
+                               tooltip="Classifier-free guidance on controls + reference (1 = off)."),
+                VideoModel.Input("sr_stage_1", optional=True, tooltip="Optional first SR stage (e.g. 128 -> 256)."),
+                VideoModel.Input("sr_stage_2", optional=True, tooltip="Optional second SR stage (e.g. 256 -> 512)."),
+                io.Int.Input("sr_steps", default=20, min=1, max=500, optional=True,
+                             tooltip="Denoising steps of each SR stage."),
+                io.Int.Input("sr_tile", default=0, min=0, max=4096, step=8, optional=True,
+                             tooltip="SR tile size in output pixels (0 = whole frame)."),
+                io.Int.Input("sr_window_overlap", default=1, min=0, max=256, optional=True,
+                             tooltip="Frames each SR window re-uses from the previous one (0 = independent windows)."),
+                io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=1.0,
+                               tooltip="Frames per second of the controls (the motion's fps)."),
+                io.String.Input("filename_prefix", default="vlogger/diffusion",
+                                tooltip="Name (and optional subfolder) inside ComfyUI's output folder."),
+                io.Audio.Input("audio", optional=True, tooltip="The speech to mux in."),
+            ],
+            outputs=[io.String.Output("path", tooltip="Absolute path of the written MP4.")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, video_model, reference, overlap, steps, seed, scheduler, guidance, fps, filename_prefix,
+                controls=None, dense_maps=None, warped_maps=None, sr_stage_1=None, sr_stage_2=None,
+                sr_steps=20, sr_tile=0, sr_window_overlap=1, audio=None) -> io.NodeOutput:
+        node = "VLOGGER_DiffusionVideo"
+        model = check_video_model(node, video_model)
+        ctl = gather_controls(node, model, controls, dense_maps, warped_maps)
+        n = model.spec.num_frames
+        if not 1 <= overlap < n:
+            raise input_error(node, "overlap", f"{overlap} is not between 1 and N-1 = {n - 1}",
+                              f"set overlap to a value from 1 to {n - 1}")
+        stages, size = [], model.spec.image_size
+        for name, sr in (("sr_stage_1", sr_stage_1), ("sr_stage_2", sr_stage_2)):
+            if sr is None:
+                continue
+            if not isinstance(sr, SuperResolutionModel):
+                raise input_error(node, name, "is a video model, not a super-resolution stage",
+                                  "load an SR folder (config kind 'super_resolution')")
+            if sr.spec.in_size != size:
+                raise input_error(node, name, f"takes {sr.spec.in_size}x{sr.spec.in_size} frames but gets {size}x{size}",
+                                  "connect the stages in order of resolution (128->256 first)")
+            if sr_window_overlap >= sr.spec.num_frames:
+                raise input_error(node, "sr_window_overlap", f"{sr_window_overlap} is not below the SR window of "
+                                  f"{sr.spec.num_frames} frames", f"use 0 .. {sr.spec.num_frames - 1}")
+            if sr_tile and (sr_tile % sr.multiple):
+                raise input_error(node, "sr_tile", f"{sr_tile} is not a multiple of {sr.multiple}",
+                                  f"use a multiple of {sr.multiple} or 0")
+            stages.append(sr)
+            size = sr.spec.out_size
+        ref = square_reference(node, reference, model.spec.image_size)
+        total = ctl.shape[0]
+        wave, sr_rate = audio_mono(audio, node)
+        if wave is not None:
+            want = int(round(total / fps * sr_rate))
+            wave = torch.nn.functional.pad(wave[:want], (0, max(0, want - wave.shape[0])))
+        path, file, subfolder = output_path(node, filename_prefix, size, size)
+        bar = progress_callback(1)
+        with StreamingMP4Writer(path, fps, size, size, wave, sr_rate) as writer:
+            for frames in diffusion_frames(model, ref, ctl, overlap=overlap, steps=steps, seed=seed,
+                                           scheduler=scheduler, guidance=guidance, sr_stages=stages,
+                                           sr_steps=sr_steps, sr_tile=sr_tile, sr_tile_overlap=min(32, sr_tile // 2),
+                                           sr_window_overlap=sr_window_overlap,
+                                           progress=bar, interrupt=interrupt_check):
+                writer.write(to_image(frames))
+        return io.NodeOutput(path, ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
+
+
+NODES = [VideoModelLoader, VideoSampler, Outpaint, SuperResolution, DiffusionVideo]

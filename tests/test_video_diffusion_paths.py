@@ -189,3 +189,21 @@ def test_sr_windows_join_and_stream_like_one_shot(sr):
         super_resolve(sr, frames, steps=1, chunk_overlap=3)
     independent = super_resolve(sr, frames, steps=2, seed=4, chunk_overlap=0)
     assert not torch.equal(independent[3:], whole[3:])
+
+
+def test_streamed_cascade_equals_stage_by_stage(video, sr):
+    from vlogger_core.diffusion_video import diffusion_frames
+    ref = torch.rand(3, 32, 32)
+    ctl = torch.rand(7, 3 + N_C + 3, 32, 32)
+    seen = []
+    streamed = torch.cat(list(diffusion_frames(video, ref, ctl, overlap=2, steps=2, seed=9, sr_stages=[sr],
+                                               sr_steps=2, sr_window_overlap=1,
+                                               progress=lambda d, t: seen.append((d, t)))))
+    low = torch.cat([w.frames for w in outpaint(video, ref, ctl, overlap=2, steps=2, seed=9)])
+    staged = super_resolve(sr, low, steps=2, seed=10, chunk_overlap=1)
+    assert streamed.shape == (7, 3, 64, 64)
+    assert torch.equal(streamed, staged)
+    assert seen[-1][0] == seen[-1][1] and all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    with pytest.raises(ValueError, match="SR stage 1 takes"):
+        next(diffusion_frames(video, torch.rand(3, 32, 32), ctl, overlap=2, sr_stages=[
+            SuperResolutionModel(tiny_sr_spec(in_size=64, num_frames=3))]))

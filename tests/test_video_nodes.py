@@ -142,3 +142,28 @@ def test_sd1_latent_model_clip_through_the_server(comfy, tiny_models):
     res = comfy.run(prompt)
     assert res.error is None, res.error
     assert len(res.outputs["6"]["images"]) == 4
+
+
+def test_streamed_diffusion_video_node_writes_mp4(comfy, tiny_models):
+    prompt = {
+        "1": _loader("tiny-random-pixel"), "6": _loader("tiny-random-sr64"),
+        "2": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+        "3": _maps(9), "4": _maps(9, color=0x806040),
+        "5": {"class_type": "VLOGGER_DiffusionVideo",
+              "inputs": {"video_model": ["1", 0], "reference": ["2", 0], "dense_maps": ["3", 0],
+                         "warped_maps": ["4", 0], "overlap": 2, "steps": 2, "seed": 0, "scheduler": "ddim",
+                         "guidance": 1.0, "sr_stage_1": ["6", 0], "sr_steps": 2, "sr_tile": 0,
+                         "sr_window_overlap": 1, "fps": 24.0, "filename_prefix": "vlogger/tiny_random_stream"}},
+    }
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    import io as _io
+    import av
+    with av.open(_io.BytesIO(comfy.fetch(res.files()[0]))) as c:
+        s = c.streams.video[0]
+        assert sum(1 for _ in c.decode(s)) == 9
+        assert (s.codec_context.width, s.codec_context.height) == (64, 64)
+    bad = {k: v for k, v in prompt.items()}
+    bad["5"] = {**prompt["5"], "inputs": {**prompt["5"]["inputs"], "sr_stage_1": ["1", 0]}}
+    res = comfy.run(bad)
+    assert "[VLOGGER_DiffusionVideo] input 'sr_stage_1'" in str(res.error)
