@@ -191,3 +191,13 @@ def test_bad_inputs_are_rejected():
     if not R.pytorch3d_available():
         with pytest.raises(RuntimeError, match="pytorch3d"):
             R.rasterize(v, np.array([[0, 1, 2]]), 4, 4, backend="pytorch3d")
+
+
+def test_backface_culling_drops_clockwise_seen_triangles_only():
+    # world CCW seen from the camera = negative screen area with y down = front face
+    front = np.array([[[0, 0, 1], [0, 8, 1], [8, 0, 1]]], np.float32)   # area < 0
+    back = front[:, [0, 2, 1]]
+    f = np.array([[0, 1, 2]], np.int32)
+    assert (R.rasterize(front, f, 8, 8, cull_backfaces=True).tri_id == 0).sum() > 20
+    assert (R.rasterize(back, f, 8, 8, cull_backfaces=True).tri_id == -1).all()
+    assert (R.rasterize(back, f, 8, 8).tri_id == 0).sum() > 20

@@ -132,15 +132,10 @@ def camera_for(cam: PerspectiveCamera, width: int, height: int) -> PerspectiveCa
 
 def project(cam: PerspectiveCamera, vertices: torch.Tensor) -> np.ndarray:
     """World vertices [n,V,3] -> [n,V,3] float32 (pixel x, pixel y, camera z) for the rasterizer."""
-    v = vertices.detach().to("cpu", torch.float32)
-    pc = cam.to_camera(v)
-    z = pc[..., 2]
-    cx, cy = cam.center
-    f = cam.focal
-    # points behind the camera keep their negative z: the rasterizer's near test drops them
-    zs = torch.where(z.abs() < 1e-9, torch.full_like(z, 1e-9), z)
-    out = torch.stack([f * pc[..., 0] / zs + cx, f * pc[..., 1] / zs + cy, z], -1)
-    return np.ascontiguousarray(out.numpy(), dtype=np.float32)
+    return rasterizer.project_points(vertices.detach().to("cpu", torch.float32).contiguous(),
+                                     cam.rotation.detach().cpu().numpy(),
+                                     cam.translation.detach().cpu().numpy(), cam.focal,
+                                     cam.center)
 
 
 def dense_colors_of(template: torch.Tensor) -> np.ndarray:

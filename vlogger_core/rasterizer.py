@@ -5,7 +5,7 @@ pixel (u, v) is sampled at its centre (u + 0.5, v + 0.5); y points down. Input v
 already projected: [..., 0:2] pixel coordinates, [..., 2] camera depth (> 0 in front).
 
 - Coverage follows the top-left fill rule, so two triangles sharing an edge never both cover a
-  pixel centre lying exactly on it, and none is dropped. Both windings are rasterized (no culling:
+  pixel centre lying exactly on it, and none is dropped. Both windings are rasterized by default (cull_backfaces=False:
   back faces of a closed mesh lose the depth test anyway).
 - Near plane: a triangle with ANY vertex closer than `near` is dropped whole (no clipping). The
   body sits metres in front of the camera, so this only removes geometry that would be behind
@@ -64,7 +64,7 @@ def _covered(w, top_left):
 
 
 @njit(parallel=True, cache=True)
-def _raster_kernel(verts, faces, height, width, near, bands, tri_id, bary, depth):
+def _raster_kernel(verts, faces, height, width, near, bands, cull, tri_id, bary, depth):
     n = verts.shape[0]
     nf = faces.shape[0]
     band_h = (height + bands - 1) // bands
@@ -94,6 +94,9 @@ def _raster_kernel(verts, faces, height, width, near, bands, tri_id, bary, depth
             y1 = np.float64(verts[f, i1, 1])
             x2 = np.float64(verts[f, i2, 0])
             y2 = np.float64(verts[f, i2, 1])
+            area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+            if area == 0.0 or not math.isfinite(area) or (cull and area > 0.0):
+                continue
             # Pixel centres c = k + 0.5 inside the bounding box, clipped to this band.
             ys = max(r0, math.ceil(min(y0, min(y1, y2)) - 0.5))
             ye = min(r1 - 1, math.floor(max(y0, max(y1, y2)) - 0.5))
@@ -102,9 +105,6 @@ def _raster_kernel(verts, faces, height, width, near, bands, tri_id, bary, depth
             xs = max(0, math.ceil(min(x0, min(x1, x2)) - 0.5))
             xe = min(width - 1, math.floor(max(x0, max(x1, x2)) - 0.5))
             if xs > xe:
-                continue
-            area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-            if area == 0.0 or not math.isfinite(area):
                 continue
             s1 = 1
             s2 = 2
@@ -240,7 +240,37 @@ def _shade_kernel(tri_id, bary, faces, dense_attr, labels, ref_colors, ref_valid
                     warped[f, y, x, k] = 0.0
 
 
+@njit(parallel=True, cache=True)
+def _project_kernel(world, rot, trans, focal, cx, cy, out):
+    """World points -> (pixel x, pixel y, camera z); points at z == 0 keep z = 0 (near drops them)."""
+    n, nv = world.shape[0], world.shape[1]
+    for unit in prange(n):
+        for v in range(nv):
+            x = world[unit, v, 0]
+            y = world[unit, v, 1]
+            z = world[unit, v, 2]
+            cxx = rot[0, 0] * x + rot[0, 1] * y + rot[0, 2] * z + trans[0]
+            cyy = rot[1, 0] * x + rot[1, 1] * y + rot[1, 2] * z + trans[1]
+            czz = rot[2, 0] * x + rot[2, 1] * y + rot[2, 2] * z + trans[2]
+            iz = 1.0 / czz if czz != 0.0 else 0.0
+            out[unit, v, 0] = focal * cxx * iz + cx
+            out[unit, v, 1] = focal * cyy * iz + cy
+            out[unit, v, 2] = czz
+
+
 # ----------------------------------------------------------------------------- API
+
+def project_points(world, rotation, translation, focal: float, center) -> np.ndarray:
+    """World points [n,V,3] with camera X_cam = R X + t and a pinhole (focal, centre) in pixels
+    -> [n,V,3] float32 (pixel x, pixel y, camera z), the rasterizer's input. (The torch version
+    of this 12-flop map costs several ms per frame in dispatch overhead.)"""
+    w = _as_verts(world)
+    r = np.ascontiguousarray(np.asarray(rotation, dtype=np.float64).reshape(3, 3))
+    t = np.ascontiguousarray(np.asarray(translation, dtype=np.float64).reshape(3))
+    out = np.empty_like(w)
+    _project_kernel(w, r, t, float(focal), float(center[0]), float(center[1]), out)
+    return out
+
 
 def _as_verts(verts) -> np.ndarray:
     v = verts.detach().cpu().numpy() if hasattr(verts, "detach") else np.asarray(verts)
@@ -263,14 +293,19 @@ def _as_faces(faces, num_vertices: int) -> np.ndarray:
 
 
 def rasterize(verts, faces, width: int, height: int, near: float = 1e-3,
-              backend: str = "numba") -> Fragments:
-    """Projected vertices [n,V,3] (pixel x, pixel y, camera z) + faces [F,3] -> Fragments."""
+              backend: str = "numba", cull_backfaces: bool = False) -> Fragments:
+    """Projected vertices [n,V,3] (pixel x, pixel y, camera z) + faces [F,3] -> Fragments.
+
+    cull_backfaces drops triangles facing away from the camera, for meshes wound
+    counter-clockwise seen from outside (SMPL-X's convention): with y down that is a positive
+    signed screen area. Only for closed, consistently wound meshes; it halves the setup work.
+    """
     if width < 1 or height < 1:
         raise ValueError(f"image size must be at least 1x1, got {width}x{height}")
     v = _as_verts(verts)
     f = _as_faces(faces, v.shape[1])
     if backend == "pytorch3d":
-        return _rasterize_pytorch3d(v, f, width, height, near)
+        return _rasterize_pytorch3d(v, f, width, height, near, cull_backfaces)
     if backend != "numba":
         raise ValueError(f"unknown rasterizer backend {backend!r} (expected one of {BACKENDS})")
     n = v.shape[0]
@@ -280,7 +315,8 @@ def rasterize(verts, faces, width: int, height: int, near: float = 1e-3,
     tri_id = np.empty((n, height, width), np.int32)
     bary = np.empty((n, height, width, 3), np.float32)
     depth = np.empty((n, height, width), np.float32)
-    _raster_kernel(v, f, height, width, float(near), bands, tri_id, bary, depth)
+    _raster_kernel(v, f, height, width, float(near), bands, bool(cull_backfaces), tri_id,
+                   bary, depth)
     return Fragments(tri_id, bary, depth)
 
 
@@ -347,7 +383,7 @@ def pytorch3d_available() -> bool:
 
 
 def _rasterize_pytorch3d(v: np.ndarray, f: np.ndarray, width: int, height: int,
-                         near: float) -> Fragments:
+                         near: float, cull: bool) -> Fragments:
     """The same fragments from pytorch3d's rasterize_meshes (only when it is importable)."""
     try:
         import torch
@@ -364,7 +400,7 @@ def _rasterize_pytorch3d(v: np.ndarray, f: np.ndarray, width: int, height: int,
     faces = torch.from_numpy(f.astype(np.int64))
     meshes = Meshes(verts=list(ndc), faces=[faces] * len(ndc))
     p2f, zbuf, bary, _ = rasterize_meshes(meshes, image_size=(height, width), faces_per_pixel=1,
-                                          perspective_correct=True, cull_backfaces=False)
+                                          perspective_correct=True, cull_backfaces=cull)
     nf = f.shape[0]
     tri = p2f[..., 0].numpy().astype(np.int32)
     tri = np.where(tri >= 0, tri % nf, -1).astype(np.int32)
