@@ -99,7 +99,7 @@ def test_barycentrics_are_perspective_correct_on_a_tilted_quad():
                      world[:, 2]], 1)[None].astype(np.float32)
     faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
     fr = R.rasterize(proj, faces, 64, 64)
-    pos = R.interpolate(fr, faces, world.astype(np.float32))[0]
+    pos = R.interpolate(fr, world.astype(np.float32))[0]
     ys, xs = np.nonzero(fr.tri_id[0] >= 0)
     assert len(xs) > 200
     p = pos[ys, xs]
@@ -171,13 +171,13 @@ def test_shade_matches_interpolate_and_labels():
     ref = rng.random((40, 3)).astype(np.float32)
     valid = rng.random(40) > 0.3
     labels = rng.integers(1, 9, 30).astype(np.uint8)
-    dense, sem, warped, wvalid = R.shade(fr, f, col, labels, ref, valid)
-    assert np.allclose(dense, R.interpolate(fr, f, col), atol=1e-6)
+    dense, sem, warped, wvalid = R.shade(fr, col, labels, ref, valid)
+    assert np.allclose(dense, R.interpolate(fr, col), atol=1e-6)
     assert np.array_equal(sem, R.face_label_map(fr, labels))
     body = fr.tri_id >= 0
     all_valid = valid[f].all(1)
     assert np.array_equal(wvalid, body & all_valid[np.maximum(fr.tri_id, 0)])
-    assert np.allclose(warped[wvalid], R.interpolate(fr, f, ref)[wvalid], atol=1e-6)
+    assert np.allclose(warped[wvalid], R.interpolate(fr, ref)[wvalid], atol=1e-6)
     assert (warped[~wvalid] == 0).all() and (dense[~body] == 0).all()
     assert wvalid.any() and (body & ~wvalid).any()
 

@@ -162,11 +162,12 @@ def sample_bilinear(image: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def reference_colors_from(vertices: torch.Tensor, faces, camera: PerspectiveCamera,
-                          image: torch.Tensor, resolution: int | None = None,
+                          image: torch.Tensor, resolution=None,
                           backend: str = "numba") -> tuple[torch.Tensor, torch.Tensor]:
     """The reference-pose vertices [V,3] (world) seen by `camera` in `image` [H,W,3].
 
-    Visibility is decided by rasterizing at `resolution` (long side; None = the photo's size);
+    Visibility is decided by rasterizing at `resolution` (the long side, or a (width, height)
+    pair of which the long side counts; None = the photo's size);
     colours are sampled bilinearly from the photo at its own resolution. Invisible vertices get
     colour 0. Returns (colors [V,3] float, visible [V] bool).
     """
@@ -177,6 +178,8 @@ def reference_colors_from(vertices: torch.Tensor, faces, camera: PerspectiveCame
     cam = camera if (camera.width, camera.height) == (w, h) else camera_for(camera, w, h)
     v = vertices.reshape(1, -1, 3)
     full = project(cam, v)                                     # photo pixels
+    if isinstance(resolution, (tuple, list)):
+        resolution = max(resolution)
     if resolution is None or resolution >= max(w, h):
         rcam, pts = cam, full
     else:
@@ -198,7 +201,7 @@ def render_maps(vertices: torch.Tensor, faces, face_labels, dense_colors, camera
     frags = rasterizer.rasterize(pts, faces, camera.width, camera.height, backend=backend)
     rc = ref_colors.detach().cpu().numpy() if torch.is_tensor(ref_colors) else ref_colors
     rv = ref_visible.detach().cpu().numpy() if torch.is_tensor(ref_visible) else ref_visible
-    dense, sem, warped, valid = rasterizer.shade(frags, faces, dense_colors, face_labels, rc, rv)
+    dense, sem, warped, valid = rasterizer.shade(frags, dense_colors, face_labels, rc, rv)
     t = torch.from_numpy
     return Controls(t(dense), t(sem), t(warped), t(frags.alpha), t(valid), t(frags.depth),
                     list(part_names), camera)
@@ -212,7 +215,7 @@ def _dense_colors(body) -> np.ndarray:
     return np.ascontiguousarray(torch.as_tensor(d).detach().cpu().numpy(), dtype=np.float32)
 
 
-def reference_colors(body, fit, resolution: int | None = None,
+def reference_colors(body, fit, resolution=None,
                      backend: str = "numba") -> tuple[torch.Tensor, torch.Tensor]:
     """(colors [V,3], visible [V] bool): each vertex visible in the reference photo takes the
     photo's colour under it (see reference_colors_from)."""

@@ -5,8 +5,8 @@ pixel (u, v) is sampled at its centre (u + 0.5, v + 0.5); y points down. Input v
 already projected: [..., 0:2] pixel coordinates, [..., 2] camera depth (> 0 in front).
 
 - Coverage follows the top-left fill rule, so two triangles sharing an edge never both cover a
-  pixel centre lying exactly on it, and none is dropped. Both windings are rasterized by default (cull_backfaces=False:
-  back faces of a closed mesh lose the depth test anyway).
+  pixel centre lying exactly on it, and none is dropped. Both windings are rasterized by
+  default (cull_backfaces=False: back faces of a closed mesh lose the depth test anyway).
 - Near plane: a triangle with ANY vertex closer than `near` is dropped whole (no clipping). The
   body sits metres in front of the camera, so this only removes geometry that would be behind
   the viewer; clipping would cost time on every frame for nothing.
@@ -42,6 +42,7 @@ class Fragments:
     tri_id: np.ndarray   # [n,H,W] int32, -1 = background
     bary: np.ndarray     # [n,H,W,3] float32, perspective-correct, 0 on the background
     depth: np.ndarray    # [n,H,W] float32 camera z, inf on the background
+    faces: np.ndarray | None = None   # [F,3] int32, the faces tri_id indexes (for shading)
 
     @property
     def alpha(self) -> np.ndarray:
@@ -317,7 +318,7 @@ def rasterize(verts, faces, width: int, height: int, near: float = 1e-3,
     depth = np.empty((n, height, width), np.float32)
     _raster_kernel(v, f, height, width, float(near), bands, bool(cull_backfaces), tri_id,
                    bary, depth)
-    return Fragments(tri_id, bary, depth)
+    return Fragments(tri_id, bary, depth, f)
 
 
 def vertex_visibility(verts, faces, frags: Fragments, near: float = 1e-3,
@@ -335,12 +336,14 @@ def vertex_visibility(verts, faces, frags: Fragments, near: float = 1e-3,
     return vis
 
 
-def interpolate(frags: Fragments, faces, attr) -> np.ndarray:
-    """Per-vertex attributes [V,C] -> per-pixel [n,H,W,C] with the barycentrics."""
+def interpolate(frags: Fragments, attr, faces=None) -> np.ndarray:
+    """Per-vertex attributes [V,C] -> per-pixel [n,H,W,C] with the barycentrics (0 off the body).
+
+    faces defaults to the faces the fragments were rasterized with."""
     a = np.ascontiguousarray(np.asarray(attr), dtype=np.float32)
     if a.ndim == 1:
         a = a[:, None]
-    f = _as_faces(faces, a.shape[0])
+    f = _as_faces(frags.faces if faces is None else faces, a.shape[0])
     out = np.empty(frags.tri_id.shape + (a.shape[1],), np.float32)
     _interp_kernel(frags.tri_id, frags.bary, f, a, out)
     return out
@@ -352,13 +355,13 @@ def face_label_map(frags: Fragments, face_labels) -> np.ndarray:
     return lab[frags.tri_id + 1]
 
 
-def shade(frags: Fragments, faces, dense_attr, face_labels, ref_colors, ref_valid):
+def shade(frags: Fragments, dense_attr, face_labels, ref_colors, ref_valid, faces=None):
     """Dense map, semantic index map, warped reference and its validity in one pass.
 
     Returns (dense [n,H,W,3] f32, semantic [n,H,W] u8, warped [n,H,W,3] f32, warped_valid bool).
     """
     d = np.ascontiguousarray(dense_attr, dtype=np.float32)
-    f = _as_faces(faces, d.shape[0])
+    f = _as_faces(frags.faces if faces is None else faces, d.shape[0])
     lab = np.ascontiguousarray(face_labels, dtype=np.uint8)
     rc = np.ascontiguousarray(ref_colors, dtype=np.float32)
     rv = np.ascontiguousarray(ref_valid, dtype=np.bool_)
@@ -413,7 +416,7 @@ def _rasterize_pytorch3d(v: np.ndarray, f: np.ndarray, width: int, height: int,
         tri[i][m] = -1
     z = np.where(tri >= 0, z, np.inf).astype(np.float32)
     b = np.where((tri >= 0)[..., None], b, 0).astype(np.float32)
-    return Fragments(tri, b, z)
+    return Fragments(tri, b, z, f)
 
 
 def warm_up() -> None:
@@ -422,7 +425,7 @@ def warm_up() -> None:
     f = np.array([[0, 1, 2]], np.int32)
     fr = rasterize(v, f, 8, 8)
     vertex_visibility(v, f, fr)
-    interpolate(fr, f, np.eye(3, dtype=np.float32))
-    shade(fr, f, np.eye(3, dtype=np.float32), np.ones(1, np.uint8), np.eye(3, dtype=np.float32),
+    interpolate(fr, np.eye(3, dtype=np.float32))
+    shade(fr, np.eye(3, dtype=np.float32), np.ones(1, np.uint8), np.eye(3, dtype=np.float32),
           np.ones(3, np.bool_))
 
