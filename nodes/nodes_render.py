@@ -1,0 +1,131 @@
+"""Control-map rendering node: motion + fit -> dense, semantic and warped-reference maps."""
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from vlogger_core.body_model import PART_NAMES
+from vlogger_core.control_maps import render_motion
+
+from .common import input_error, interrupt_check, progress_callback
+
+Body = io.Custom("VLOGGER_BODY")
+Fit = io.Custom("VLOGGER_FIT")
+Motion = io.Custom("VLOGGER_MOTION")
+Controls = io.Custom("VLOGGER_CONTROLS")
+
+NODE = "VLOGGER_RenderControls"
+# Part groups offered besides the single parts (only the members a body has are used).
+GROUPS = {
+    "mouth (lips + interior + teeth + tongue)": ["lips", "mouth_interior", "teeth", "tongue"],
+    "head (face, mouth, eyes, brows, hair, ears)": ["face_skin", "lips", "mouth_interior",
+                                                    "teeth", "tongue", "eyes", "eyebrows",
+                                                    "scalp_hair", "ears"],
+    "whole body": None,
+}
+PART_OPTIONS = list(GROUPS) + PART_NAMES[1:]
+REF_RASTER_MAX = 1024        # reference visibility is rasterized at most this size (long side)
+MAX_BYTES = 8e9              # refuse batches whose maps would need more memory than this
+
+
+def _part_mask(controls, choice: str) -> torch.Tensor:
+    if choice == "whole body":
+        return controls.alpha.clone()
+    names = GROUPS.get(choice, [choice])
+    present = [n for n in names if n in controls.part_names]
+    if not present:
+        raise input_error(NODE, "mask_part", f"the body has no part '{choice}'",
+                          f"pick one of: {', '.join(controls.part_names[1:])}")
+    return controls.mask(present)
+
+
+class RenderControls(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id=NODE,
+            display_name="VLOGGER Render Controls (dense / semantic / warped)",
+            category="VLOGGER/render",
+            description=(
+                "Poses the body for each frame of the motion (the reference pose plus the "
+                "motion's residuals and expressions) and rasterizes it with the camera fitted to "
+                "the photo. Outputs VLOGGER's 2D controls: the dense map (each pixel shows the "
+                "rest-pose position of the body point under it as a colour), the semantic map "
+                "(body parts colour-coded), and the warped reference (the photo's colours carried "
+                "by the body into the new pose; black where the photo did not see that part, "
+                "e.g. the inside of the mouth). Also a MASK of a chosen part per frame (e.g. the "
+                "mouth, for inpainting) and the full control set for the video diffusion nodes. "
+                "Without a motion it renders the reference pose as one frame."),
+            inputs=[
+                Body.Input("body", tooltip="The body model (VLOGGER_BodyModelLoader)."),
+                Fit.Input("fit", tooltip="The reference fit of the photo (VLOGGER_FitReference)."),
+                Motion.Input("motion", optional=True,
+                             tooltip="The motion to render. Leave empty to render the fitted "
+                                     "reference pose as a single frame."),
+                io.Int.Input("width", default=256, min=16, max=4096, step=8,
+                             tooltip="Width of the maps in pixels. Another aspect than the "
+                                     "photo's crops the photo's view at the centre."),
+                io.Int.Input("height", default=256, min=16, max=4096, step=8,
+                             tooltip="Height of the maps in pixels."),
+                io.Int.Input("start_frame", default=0, min=0, max=10_000_000,
+                             tooltip="First frame of the motion to render (ignored without one)."),
+                io.Int.Input("max_frames", default=0, min=0, max=100_000,
+                             tooltip="How many frames to render; 0 = all up to the motion's end."),
+                io.Combo.Input("mask_part", options=PART_OPTIONS, default=PART_OPTIONS[0],
+                               tooltip="Which body part the 'mask' output shows (1 where it is "
+                                       "visible), e.g. the mouth for inpainting."),
+            ],
+            outputs=[
+                io.Image.Output("dense", tooltip="Dense maps C_d [N,H,W,3]: rest-pose position "
+                                                 "under each pixel as RGB, black background."),
+                io.Image.Output("semantic", tooltip="Semantic maps C_m colour-coded by part "
+                                                    "[N,H,W,3] (for viewing; the part ids are in "
+                                                    "'controls')."),
+                io.Image.Output("warped", tooltip="Warped reference C_w [N,H,W,3]: the photo's "
+                                                  "colours on the posed body, black where unseen."),
+                Controls.Output("controls", tooltip="All maps (dense, part ids, warped, alpha, "
+                                                    "depth) for the video diffusion nodes."),
+                io.Mask.Output("mask", tooltip="The chosen part, [N,H,W] 0/1 per frame."),
+                io.Mask.Output("body_mask", tooltip="Where the body is, [N,H,W] 0/1 per frame."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, body, fit, width, height, start_frame, max_frames, mask_part,
+                motion=None) -> io.NodeOutput:
+        if getattr(fit, "body_name", body.name) != body.name:
+            raise input_error(NODE, "fit", f"was fitted with body '{fit.body_name}', not "
+                              f"'{body.name}'", "connect the same VLOGGER_BodyModelLoader to the "
+                              "fit and to this node")
+        if motion is not None and motion.expression_set != body.expression_set:
+            raise input_error(NODE, "motion", f"drives the '{motion.expression_set}' expression "
+                              f"set but the body '{body.name}' uses '{body.expression_set}'",
+                              "generate the motion with a motion model made for this body, or "
+                              "load the body the motion was made for")
+        if motion is None:
+            start, stop = 0, 1
+        else:
+            n = motion.num_frames
+            if start_frame >= n:
+                raise input_error(NODE, "start_frame", f"{start_frame} is past the motion's "
+                                  f"{n} frames", f"use a start_frame below {n}")
+            start = start_frame
+            stop = n if max_frames == 0 else min(n, start + max_frames)
+        # dense, warped, semantic RGB (12 B each), depth + alpha + masks (4 B each), ids, bools
+        need = (stop - start) * width * height * 56
+        if need > MAX_BYTES:
+            raise input_error(NODE, "max_frames", f"{stop - start} frames at {width}x{height} "
+                              f"would need about {need / 1e9:.0f} GB", "render fewer frames at "
+                              "once (max_frames, start_frame) or a smaller size")
+        photo_long = max(int(fit.image.shape[0]), int(fit.image.shape[1]))
+        try:
+            c = render_motion(body, fit, motion, width, height, start, stop, chunk=16,
+                              device="cpu", ref_resolution=min(REF_RASTER_MAX, photo_long),
+                              progress=progress_callback(stop - start), interrupt=interrupt_check)
+        except ValueError as e:
+            raise input_error(NODE, "motion", str(e), "check the motion and body match") from None
+        return io.NodeOutput(c.dense, c.semantic_rgb(), c.warped, c, _part_mask(c, mask_part),
+                             c.alpha.clone())
+
+
+NODES = [RenderControls]
