@@ -139,14 +139,13 @@ def _raster_kernel(verts, faces, height, width, near, bands, cull, tri_id, bary,
                     q0 = w0 * inv_area * iz0
                     q1 = w1 * inv_area * iz1
                     q2 = w2 * inv_area * iz2
-                    qs = q0 + q1 + q2
-                    z = 1.0 / qs
+                    z = 1.0 / (q0 + q1 + q2)   # q sums to 1/z: one division per pixel
                     if z < depth[f, y, x]:
                         depth[f, y, x] = z
                         tri_id[f, y, x] = t
-                        bary[f, y, x, 0] = q0 / qs
-                        bary[f, y, x, s1] = q1 / qs
-                        bary[f, y, x, s2] = q2 / qs
+                        bary[f, y, x, 0] = q0 * z
+                        bary[f, y, x, s1] = q1 * z
+                        bary[f, y, x, s2] = q2 * z
 
 
 @njit(parallel=True, cache=True)
