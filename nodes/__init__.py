@@ -20,5 +20,11 @@ def collect_nodes() -> list:
         except Exception as e:  # keep the rest of the pack usable
             log.error("VLOGGER: could not load %s: %s", info.name, e)
             continue
-        found.extend(getattr(module, "NODES", []))
+        for node in getattr(module, "NODES", []):
+            try:  # one malformed schema must not take the whole pack down
+                node.define_schema().validate()
+            except Exception as e:
+                log.error("VLOGGER: node %s in %s is invalid: %s", node.__name__, info.name, e)
+                continue
+            found.append(node)
     return found

@@ -40,10 +40,22 @@ def browser_page(url: str, width: int = 1600, height: int = 1000):
             browser.close()
 
 
+def _node_types(workflow: dict) -> list[str]:
+    if "nodes" in workflow:  # UI format
+        return sorted(n["type"] for n in workflow["nodes"])
+    return sorted(v["class_type"] for v in workflow.values())  # API format
+
+
 def open_workflow_file(page, path: str | Path) -> None:
-    """Load a workflow through the UI's own 'Open' file input (the same code path as the menu)."""
+    """Load a workflow through the UI's own 'Open' file input (the same code path as the menu),
+    and wait until the canvas holds exactly its nodes (the start-up default graph can still be
+    arriving when the page first reports ready)."""
+    expected = _node_types(json.loads(Path(path).read_text()))
+    page.wait_for_timeout(300)
     page.set_input_files("#comfy-file-input", str(path))
-    page.wait_for_function("() => window.app.graph._nodes.length > 0", timeout=60_000)
+    page.wait_for_function(
+        "(want) => JSON.stringify(window.app.graph._nodes.map(n => n.type).sort()) === JSON.stringify(want)",
+        arg=expected, timeout=60_000)
 
 
 def open_workflow_json(page, workflow: dict, name: str = "workflow.json") -> None:
@@ -62,14 +74,21 @@ def missing_node_types(page) -> list[str]:
 
 def queue_from_ui(page, timeout_ms: int = 60_000) -> str:
     """Press the Run button and return the prompt id the frontend got back from POST /prompt."""
+    page.toasts = toast_texts(page)
+    # toasts (e.g. "run finished") sit over the Run button: close them first
+    page.evaluate("() => document.querySelectorAll('.p-toast-message').forEach(t => t.remove())")
     with page.expect_response(lambda r: r.url.endswith("/prompt") and r.request.method == "POST",
                               timeout=timeout_ms) as info:
-        page.click('[data-testid="queue-button"] button:first-child, [data-testid="queue-button"]')
+        page.locator('[data-testid="queue-button"] button').first.click()
     resp = info.value
     body = resp.json()
     if resp.status != 200:
         raise RuntimeError(f"the frontend's prompt was rejected ({resp.status}): {json.dumps(body)[:3000]}")
     return body["prompt_id"]
+
+
+def toast_texts(page) -> list[str]:
+    return page.evaluate("() => [...document.querySelectorAll('.p-toast-message')].map(t => t.innerText)")
 
 
 def graph_to_api(page) -> dict:
