@@ -81,19 +81,40 @@ def person_mask_from_silhouette(photo: np.ndarray, silhouette: np.ndarray,
 
 
 def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, height: int,
-                      part_mean_colors: dict[str, np.ndarray] | None = None) -> CompositorReference:
-    """Person mask + inpainted background plate at the output size."""
+                      part_mean_colors: dict[str, np.ndarray] | None = None,
+                      identity: np.ndarray | None = None) -> CompositorReference:
+    """Person mask + inpainted background plate at the output size.
+
+    identity [H,W,2]: for each output pixel, the photo pixel (index coordinates) it shows when
+    nothing moves; None = a plain resize of the whole photo."""
     photo = np.ascontiguousarray(photo, dtype=np.float32)
     person = person_mask_from_silhouette(photo, silhouette)
-    small = cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
-    pm = cv2.resize(person, (width, height), interpolation=cv2.INTER_AREA)
+    if identity is None:
+        identity = plain_identity(photo.shape[:2], width, height)
+    # pre-blur before sampling down so the plate and mask are not aliased
+    k = max(0.0, 0.5 * (photo.shape[1] / width - 1))
+    src, pm_src = (photo, person) if k < 0.3 else (cv2.GaussianBlur(photo, (0, 0), k),
+                                                  cv2.GaussianBlur(person, (0, 0), k))
+    small = cv2.remap(src, identity[..., 0], identity[..., 1], cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_REPLICATE)
+    pm = cv2.remap(pm_src, identity[..., 0], identity[..., 1], cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     hole = (cv2.dilate((pm > 0.05).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0).astype(np.uint8)
     plate = cv2.inpaint((small * 255).astype(np.uint8), hole, max(3, width // 64),
                         cv2.INPAINT_TELEA).astype(np.float32) / 255
     colors = part_mean_colors or {}
     lip = np.asarray(colors.get("lips", (0.55, 0.3, 0.3)), np.float32)
     skin = np.asarray(colors.get("face_skin", (0.8, 0.6, 0.5)), np.float32)
-    return CompositorReference(photo, person, plate, lip, skin, width, height)
+    # the photo is sampled once per output pixel: sample the pre-blurred one (no aliasing)
+    return CompositorReference(src, pm_src, plate, lip, skin, width, height)
+
+
+def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.ndarray:
+    """Output pixel -> photo pixel for a plain resize (index coordinates, centres aligned)."""
+    ph, pw = photo_hw
+    gx = (np.arange(width) + 0.5) * pw / width - 0.5
+    gy = (np.arange(height) + 0.5) * ph / height - 0.5
+    return np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
 
 
 def _extend_flow(flow: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -106,33 +127,28 @@ def _extend_flow(flow: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np
     return ext, support
 
 
-def composite_frame(ref: CompositorReference, alpha: np.ndarray, ref_uv: np.ndarray,
-                    ref_valid: np.ndarray, part_index: np.ndarray,
-                    part_ids: dict[str, int]) -> np.ndarray:
+def composite_frame(ref: CompositorReference, body: np.ndarray, src_xy: np.ndarray,
+                    src_valid: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
+                    identity: np.ndarray) -> np.ndarray:
     """One output frame [H, W, 3] float32.
 
-    alpha [H,W] body coverage; ref_uv [H,W,2] photo-pixel position (x, y) of the surface point
-    under each body pixel; ref_valid [H,W] that point was visible in the photo; part_index
-    [H,W] semantic label ids; part_ids maps part names to ids.
+    body [H,W] bool: the posed body covers the pixel; src_xy [H,W,2]: photo pixel (index
+    coordinates) of the surface point under each body pixel; src_valid [H,W]: that point was
+    visible in the photo; part_index [H,W]: semantic label ids (part_ids: name -> id);
+    identity [H,W,2]: the photo pixel each output pixel shows when nothing moves.
     """
-    h, w = alpha.shape
-    sy, sx = ref.photo.shape[0] / h, ref.photo.shape[1] / w
-    grid_x, grid_y = np.meshgrid((np.arange(w) + 0.5) * sx - 0.5, (np.arange(h) + 0.5) * sy - 0.5)
-    ident = np.stack([grid_x, grid_y], -1).astype(np.float32)
-    known = (alpha > 0.5) & ref_valid
-    flow = np.where(known[..., None], ref_uv - ident, 0).astype(np.float32)
-    ext, support = _extend_flow(flow, known.astype(np.float32), sigma=max(2.0, w / 40))
+    known = body & src_valid
+    flow = np.where(known[..., None], src_xy - identity, 0).astype(np.float32)
+    ext, support = _extend_flow(flow, known.astype(np.float32), sigma=max(2.0, body.shape[1] / 40))
     # body pixels seen in the photo use their exact source; everything else the smooth field,
     # fading to no motion far from the body (the background stays put)
-    smooth = ext * support[..., None]
-    final = np.where(known[..., None], flow, smooth)
-    maps = (ident + final).astype(np.float32)
+    final = np.where(known[..., None], flow, ext * support[..., None])
+    maps = (identity + final).astype(np.float32)
     person = cv2.remap(ref.photo, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_REPLICATE)
     p_alpha = cv2.remap(ref.person_mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    body = (alpha > 0.5).astype(np.float32)
-    p_alpha = np.maximum(p_alpha, cv2.GaussianBlur(body, (0, 0), 0.7))
+    p_alpha = np.maximum(p_alpha, cv2.GaussianBlur(body.astype(np.float32), (0, 0), 0.7))
     person = _paint_mouth(person, part_index, part_ids, ref)
     out = ref.plate * (1 - p_alpha[..., None]) + person * p_alpha[..., None]
     return np.clip(out, 0, 1)

@@ -39,48 +39,46 @@ class TalkingVideoRenderer:
                  device: torch.device | str = "cpu"):
         self.body, self.fit, self.device = body, fit, torch.device(device)
         self.width, self.height = width, height
-        self.camera = fit.camera.resized(width, height)
+        self.camera = control_maps.camera_for(fit.camera, width, height)
         self.part_ids = {n: i for i, n in enumerate(body.part_names)}
-        faces = np.ascontiguousarray(body.faces, dtype=np.int32)
-        self.faces = faces
-        ref_verts = body.pose_frames(fit, None, 0, 1, self.device)[0].cpu()
-        # where each vertex is in the photo, and whether the photo saw it
-        photo_h, photo_w = fit.image.shape[:2]
-        uv, z = fit.camera.project(ref_verts)
-        self.ref_uv = uv.numpy().astype(np.float32)
-        photo = fit.image.cpu().numpy().astype(np.float32)
-        colors, visible = control_maps.reference_colors(body, fit, (photo_w, photo_h))
-        self.ref_visible = np.asarray(visible, bool)
-        # the body's silhouette in the photo seeds the person mask
-        ref_raster = self._raster(ref_verts[None], fit.camera)
-        silhouette = ref_raster.tri_id[0] >= 0
-        labels_ref = np.where(silhouette, body.face_labels[np.maximum(ref_raster.tri_id[0], 0)], 0)
+        self.faces = np.ascontiguousarray(body.faces, dtype=np.int32)
+        self.labels = np.ascontiguousarray(body.face_labels, dtype=np.uint8)
+        photo = fit.image.detach().cpu().numpy().astype(np.float32)
+        ref_verts = body.pose_frames(fit, None, 0, 1, "cpu")
+        # where every vertex lies in the photo (remap's pixel-index coordinates) and whether
+        # the photo saw it
+        pts = control_maps.project(fit.camera, ref_verts)
+        self.src_xy = pts[0, :, :2] - 0.5
+        frags = rasterizer.rasterize(pts, self.faces, fit.camera.width, fit.camera.height)
+        self.ref_visible = rasterizer.vertex_visibility(pts, self.faces, frags)[0]
+        silhouette = frags.tri_id[0] >= 0
+        labels_ref = rasterizer.face_label_map(frags, self.labels)[0]
         means = {}
         for name in ("lips", "face_skin"):
-            if name in self.part_ids:
-                sel = labels_ref == self.part_ids[name]
-                if sel.sum() > 3:
-                    means[name] = photo[sel].mean(0)
-        self.reference = prepare_reference(photo, silhouette, width, height, means)
-
-    def _raster(self, verts: torch.Tensor, camera):
-        uv, z = camera.project(verts)
-        pts = torch.cat([uv, z[..., None]], -1).numpy().astype(np.float32)
-        return rasterizer.rasterize(pts, self.faces, camera.width, camera.height)
+            sel = labels_ref == self.part_ids.get(name, -1)
+            if sel.sum() > 3:
+                means[name] = photo[sel].mean(0)
+        # output pixel index -> photo pixel index (same camera pose, other intrinsics)
+        a = fit.camera.focal / self.camera.focal
+        (cpx, cpy), (cox, coy) = fit.camera.center, self.camera.center
+        gx = (np.arange(width) + 0.5 - cox) * a + cpx - 0.5
+        gy = (np.arange(height) + 0.5 - coy) * a + cpy - 0.5
+        self.identity = np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
+        self.reference = prepare_reference(photo, silhouette, width, height, means, self.identity)
+        self.attrs = np.concatenate([self.src_xy, self.ref_visible[:, None]], 1).astype(np.float32)
 
     def render(self, motion: Motion | None, start: int, stop: int) -> np.ndarray:
         """Frames [stop-start, H, W, 3] float32 0..1."""
-        verts = self.body.pose_frames(self.fit, motion, start, stop, self.device).cpu()
-        r = self._raster(verts, self.camera)
-        uv_maps = rasterizer.interpolate(r, self.ref_uv)                          # [n,H,W,2]
-        valid = rasterizer.interpolate(r, self.ref_visible.astype(np.float32)[:, None])[..., 0]
-        frames = np.empty((stop - start, self.height, self.width, 3), np.float32)
-        for i in range(stop - start):
-            tri = r.tri_id[i]
-            alpha = (tri >= 0).astype(np.float32)
-            labels = np.where(tri >= 0, self.body.face_labels[np.maximum(tri, 0)], 0)
-            frames[i] = composite_frame(self.reference, alpha, uv_maps[i], valid[i] > 0.999,
-                                        labels, self.part_ids)
+        verts = self.body.pose_frames(self.fit, motion, start, stop, "cpu")
+        pts = control_maps.project(self.camera, verts)
+        frags = rasterizer.rasterize(pts, self.faces, self.width, self.height)
+        attrs = rasterizer.interpolate(frags, self.attrs)                 # [n,H,W,3]
+        labels = rasterizer.face_label_map(frags, self.labels)
+        frames = np.empty((len(verts), self.height, self.width, 3), np.float32)
+        for i in range(len(verts)):
+            frames[i] = composite_frame(self.reference, frags.tri_id[i] >= 0, attrs[i, ..., :2],
+                                        attrs[i, ..., 2] > 0.999, labels[i], self.part_ids,
+                                        self.identity)
         return frames
 
     def render_windows(self, motion: Motion, window: int = 48, progress: Progress = None,
