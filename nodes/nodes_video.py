@@ -18,7 +18,7 @@ from vlogger_core.diffusion_video import diffusion_frames
 from vlogger_core.super_resolution import SuperResolutionModel, sr_windows, super_resolve
 from vlogger_core.temporal_outpainting import outpaint
 from vlogger_core.video_diffusion import VideoDiffusionModel
-from vlogger_core.video_sampling import SCHEDULERS, as_control_tensor, sample_clip
+from vlogger_core.video_sampling import SCHEDULERS, control_layout, sample_clip
 from vlogger_core.video_weights import load_model
 from vlogger_core.video_writer import StreamingMP4Writer
 
@@ -79,22 +79,25 @@ def check_video_model(node: str, model) -> VideoDiffusionModel:
     return model
 
 
-def control_tensor(node: str, model: VideoDiffusionModel, controls) -> torch.Tensor:
+def control_tensor(node: str, model: VideoDiffusionModel, controls):
+    """Validate controls (a Controls set or a channels tensor) against the model; returned as
+    given, so a long video's Controls is sliced per window instead of expanded at once."""
     s = model.spec
     try:
-        c = as_control_tensor(controls)
+        frames, channels, h, w = control_layout(controls)
     except ValueError as e:
-        raise input_error(node, "controls", str(e), "connect the controls from the VLOGGER control-map node")
+        raise input_error(node, "controls", str(e), "connect 'controls' from VLOGGER_RenderControls")
     want = 3 + s.num_parts + 3
-    if c.shape[1] != want:
-        raise input_error(node, "controls", f"have {c.shape[1]} channels but this model takes {want} "
-                          f"(dense 3 + {s.num_parts} body parts + warped 3)",
+    if channels != want:
+        raise input_error(node, "controls", f"have {channels} channels ({channels - 6} body parts) but this model "
+                          f"takes {want} (dense 3 + {s.num_parts} body parts + warped 3)",
                           "render the controls with the body model (part list) the video model was trained with")
-    if tuple(c.shape[-2:]) != (s.image_size, s.image_size):
-        raise input_error(node, "controls", f"are {c.shape[-1]}x{c.shape[-2]} but this model takes "
-                          f"{s.image_size}x{s.image_size}",
+    if (h, w) != (s.image_size, s.image_size):
+        raise input_error(node, "controls", f"are {w}x{h} but this model takes {s.image_size}x{s.image_size}",
                           f"render the controls at {s.image_size}x{s.image_size}")
-    return c.float()
+    if frames < 1:
+        raise input_error(node, "controls", "hold no frames", "render at least one frame")
+    return controls if not torch.is_tensor(controls) else controls.float()
 
 
 IMAGE_CONTROL_INPUTS = lambda: [  # noqa: E731
@@ -211,8 +214,8 @@ class VideoSampler(io.ComfyNode):
         node = "VLOGGER_VideoSampler"
         model = check_video_model(node, video_model)
         ctl = gather_controls(node, model, controls, dense_maps, warped_maps)
-        if ctl.shape[0] != model.spec.num_frames:
-            raise input_error(node, "controls", f"hold {ctl.shape[0]} frames but this model makes clips of "
+        if control_layout(ctl)[0] != model.spec.num_frames:
+            raise input_error(node, "controls", f"hold {control_layout(ctl)[0]} frames but this model makes clips of "
                               f"{model.spec.num_frames}", "use VLOGGER_Outpaint for other lengths")
         ref = square_reference(node, reference, model.spec.image_size)
         frames = sample_clip(model, ref, ctl, steps=steps, seed=seed, scheduler=scheduler, guidance=guidance,
@@ -259,7 +262,7 @@ class Outpaint(io.ComfyNode):
                               "per window; each window must make new frames and re-use at least one)",
                               f"set overlap to a value from 1 to {n - 1} (e.g. {max(1, n // 2)})")
         ref = square_reference(node, reference, model.spec.image_size)
-        total = ctl.shape[0]
+        total = control_layout(ctl)[0]
         windows = 1 if total <= n else 1 + -(-(total - n) // (n - overlap))
         out = torch.empty(total, model.spec.image_size, model.spec.image_size, 3)
         for w in outpaint(model, ref, ctl, overlap=overlap, steps=steps, seed=seed, scheduler=scheduler,
@@ -390,7 +393,7 @@ class DiffusionVideo(io.ComfyNode):
             stages.append(sr)
             size = sr.spec.out_size
         ref = square_reference(node, reference, model.spec.image_size)
-        total = ctl.shape[0]
+        total = control_layout(ctl)[0]
         wave, sr_rate = audio_mono(audio, node)
         if wave is not None:
             want = int(round(total / fps * sr_rate))

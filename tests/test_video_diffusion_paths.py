@@ -207,3 +207,31 @@ def test_streamed_cascade_equals_stage_by_stage(video, sr):
     with pytest.raises(ValueError, match="SR stage 1 takes"):
         next(diffusion_frames(video, torch.rand(3, 32, 32), ctl, overlap=2, sr_stages=[
             SuperResolutionModel(tiny_sr_spec(in_size=64, num_frames=3))]))
+
+
+def _controls(frames, size, num_parts, seed=0):
+    from vlogger_core.control_maps import Controls
+    g = torch.Generator().manual_seed(seed)
+    names = ["background"] + [f"part{i}" for i in range(num_parts)]
+    return Controls(dense=torch.rand(frames, size, size, 3, generator=g),
+                    semantic=torch.randint(0, num_parts + 1, (frames, size, size), generator=g, dtype=torch.uint8),
+                    warped=torch.rand(frames, size, size, 3, generator=g),
+                    alpha=torch.ones(frames, size, size), warped_valid=torch.ones(frames, size, size, dtype=torch.bool),
+                    depth=torch.ones(frames, size, size), part_names=names)
+
+
+def test_real_controls_dataclass_is_taken_and_sliced_per_window(video):
+    from vlogger_core.video_diffusion import DEFAULT_NUM_PARTS
+    from vlogger_core.body_parts import PART_NAMES
+    assert DEFAULT_NUM_PARTS == len(PART_NAMES) - 1      # N_c follows the shipped part list
+    ctl = _controls(9, 32, N_C)
+    ref = torch.rand(3, 32, 32)
+    as_tensor = ctl.to_channels()
+    assert as_tensor.shape == (9, 3 + N_C + 3, 32, 32)
+    clip = sample_clip(video, ref, ctl.select(0, 4), steps=2, seed=1)
+    assert torch.equal(clip, sample_clip(video, ref, as_tensor[:4], steps=2, seed=1))
+    lazy = torch.cat([w.frames for w in outpaint(video, ref, ctl, overlap=2, steps=2, seed=2)])
+    eager = torch.cat([w.frames for w in outpaint(video, ref, as_tensor, overlap=2, steps=2, seed=2)])
+    assert lazy.shape == (9, 3, 32, 32) and torch.equal(lazy, eager)
+    with pytest.raises(ValueError, match="channels"):
+        sample_clip(video, ref, _controls(4, 32, N_C + 1), steps=1)

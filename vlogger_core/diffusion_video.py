@@ -13,6 +13,7 @@ from .callbacks import Interrupt, Progress, report
 from .super_resolution import SuperResolutionModel, sr_windows, super_resolve_stream
 from .temporal_outpainting import outpaint, window_starts
 from .video_diffusion import VideoDiffusionModel
+from .video_sampling import control_layout
 
 
 def diffusion_frames(model: VideoDiffusionModel, reference: torch.Tensor, controls, *, overlap: int,
@@ -21,7 +22,10 @@ def diffusion_frames(model: VideoDiffusionModel, reference: torch.Tensor, contro
                      sr_tile_overlap: int = 32, sr_window_overlap: int = 0, total_frames: int | None = None,
                      progress: Progress = None, interrupt: Interrupt = None) -> Iterator[torch.Tensor]:
     """Yield RGB 0..1 frame batches [F, 3, H, W] at the last stage's resolution, in order."""
-    total = total_frames if total_frames is not None else len(controls)
+    if total_frames is None:
+        total_frames = control_layout(controls)[0] if (torch.is_tensor(controls) or hasattr(controls, "select")) \
+            else len(controls)
+    total = total_frames
     n = model.spec.num_frames
     size = model.spec.image_size
     for i, sr in enumerate(sr_stages):

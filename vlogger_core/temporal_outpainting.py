@@ -17,7 +17,7 @@ import torch
 
 from .callbacks import Interrupt, Progress
 from .video_diffusion import VideoDiffusionModel
-from .video_sampling import as_control_tensor, build_condition, denoise
+from .video_sampling import build_condition, control_layout, control_window, denoise
 
 
 @dataclass
@@ -52,9 +52,13 @@ def outpaint(model: VideoDiffusionModel, reference: torch.Tensor, controls, *, o
              steps: int = 25, seed: int = 0, scheduler: str = "ddim", guidance: float = 1.0,
              total_frames: int | None = None, progress: Progress = None,
              interrupt: Interrupt = None) -> Iterator[OutpaintWindow]:
-    """Yield windows of new frames for len(controls) frames (controls: tensor or anything that
-    slices like one, e.g. a lazily rendered source with __len__ and __getitem__(slice))."""
-    total = total_frames if total_frames is not None else len(controls)
+    """Yield windows of new frames for every control frame. controls: a tensor [T, K, H, W], a
+    control_maps.Controls (sliced per window with select()), or any lazily rendered source with
+    __len__ and __getitem__(slice) returning channels."""
+    if total_frames is None:
+        total_frames = control_layout(controls)[0] if (torch.is_tensor(controls) or hasattr(controls, "select")) \
+            else len(controls)
+    total = total_frames
     check_overlap(overlap, model.spec.num_frames)
     if total < 1:
         raise ValueError("controls hold no frames")
@@ -65,7 +69,7 @@ def outpaint(model: VideoDiffusionModel, reference: torch.Tensor, controls, *, o
     kept_start = 0
     done_until = 0     # frames [0, done_until) have been yielded
     for w, start in enumerate(starts):
-        cond = build_condition(model, as_control_tensor(controls[start:start + n]), reference)
+        cond = build_condition(model, control_window(controls, start, start + n), reference)
         known = mask = None
         if kept is not None:
             known = torch.zeros_like(kept)

@@ -30,10 +30,13 @@ import torch
 from torch import nn
 from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 
+from .body_parts import PART_NAMES
 from .temporal_layers import add_temporal_layers, set_num_frames
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-DEFAULT_NUM_PARTS = 16  # N_c; the shipped body's part list decides it (see control_maps.py)
+# N_c: the body's part classes without background (body_parts.PART_NAMES, what
+# control_maps.Controls.to_channels() one-hot encodes). Trained folders store their own value.
+DEFAULT_NUM_PARTS = len(PART_NAMES) - 1
 
 
 def read_config(name_or_dict) -> dict:
@@ -58,7 +61,7 @@ class VideoSpec:
     unet_config: dict | str = "pixel128_unet"
     vae_config: dict | str | None = None  # latent bases only
     scheduler_config: dict | str = "pixel_scheduler"
-    num_parts: int = DEFAULT_NUM_PARTS   # N_c
+    num_parts: int = DEFAULT_NUM_PARTS   # N_c (15 for the shipped part list)
     num_frames: int = 8                  # N, the clip length the temporal layers were trained on
     image_size: int = 128                # pixel side of frames, controls and reference (square)
     latent_scale: int = 1                # pixel px per sample px: 1 (pixel base) or 8 (SD VAE)

@@ -38,6 +38,28 @@ def as_control_tensor(controls) -> torch.Tensor:
     return controls
 
 
+def control_layout(controls) -> tuple[int, int, int, int]:
+    """(frames, channels, H, W) of a control tensor or a control_maps.Controls, without building
+    the one-hot channels of a whole video."""
+    if torch.is_tensor(controls):
+        if controls.ndim != 4:
+            raise ValueError(f"controls must be [N, 3 + N_c + 3, H, W], got {tuple(controls.shape)}")
+        return tuple(controls.shape)
+    if hasattr(controls, "to_channels") and hasattr(controls, "dense"):
+        n, h, w, _ = controls.dense.shape
+        return n, 3 + int(controls.num_parts) + 3, h, w
+    raise ValueError("controls must be a Controls set (control_maps.Controls) or a tensor [N, 3 + N_c + 3, H, W]")
+
+
+def control_window(controls, start: int, stop: int) -> torch.Tensor:
+    """Frames [start, stop) as channels; a Controls set is sliced first (flat memory)."""
+    if torch.is_tensor(controls):
+        return controls[start:stop]
+    if hasattr(controls, "select"):
+        return controls.select(start, stop).to_channels()
+    return as_control_tensor(controls[start:stop])
+
+
 def build_condition(model: VideoDiffusionModel, controls: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """[N, 3+N_c+3, H, W] controls + reference [3, H, W] / [1, 3, H, W] (RGB 0..1) -> [N, K, H, W]."""
     s = model.spec
