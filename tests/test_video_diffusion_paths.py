@@ -2,7 +2,6 @@
 Tiny random models only: these check the machinery, never output quality."""
 from __future__ import annotations
 
-import os
 import socket
 
 import pytest
@@ -59,10 +58,11 @@ def test_sd1_single_file_loads_offline_and_samples(sd_ckpt, no_network, tmp_path
     with pytest.raises(ValueError, match="SD 1.x checkpoint"):
         load_model(tmp_path / "sd")
     again = load_model(tmp_path / "sd", checkpoint=path)
-    ctl = torch.rand(4, 3 + N_C + 3, 64, 64)
-    a = sample_clip(model, torch.rand(3, 64, 64), ctl, steps=2, seed=3)
-    b = sample_clip(again, torch.rand(3, 64, 64).zero_() + a[0], ctl, steps=2, seed=3)
-    assert a.shape == (4, 3, 64, 64) and b.shape == a.shape
+    ctl, ref = torch.rand(4, 3 + N_C + 3, 64, 64), torch.rand(3, 64, 64)
+    a = sample_clip(model, ref, ctl, steps=2, seed=3, guidance=2.0)
+    b = sample_clip(again, ref, ctl, steps=2, seed=3, guidance=2.0)
+    assert a.shape == (4, 3, 64, 64)          # decoded by the checkpoint's VAE at 8x the latent size
+    assert torch.equal(a, b)                  # reloaded folder + checkpoint = the same model
 
 
 def _write(path, tensors):
