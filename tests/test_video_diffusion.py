@@ -166,3 +166,27 @@ def test_trained_parts_round_trip_and_mismatch_report(tmp_path, spec):
         load_model(tmp_path / "v")
     with pytest.raises(ValueError, match="config.json"):
         load_model(tmp_path)
+
+
+def test_base_lora_starts_neutral_and_round_trips(tmp_path, spec):
+    from dataclasses import replace
+    lora_spec = replace(spec, lora={"r": 4, "lora_alpha": 4, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]})
+    torch.manual_seed(0)
+    plain = build_video_model(spec).eval()
+    torch.manual_seed(0)
+    with_lora = build_video_model(lora_spec).eval()
+    x, cond = _inputs(spec)
+    with torch.no_grad():
+        assert torch.equal(plain(x, 10, cond, 4), with_lora(x, 10, cond, 4))   # LoRA B = 0 at start
+        names = [n for n, p in with_lora.base.named_parameters() if ".lora_B" in n]
+        assert names and all(any(p is q for q in with_lora.trainable_parameters())
+                             for n, p in with_lora.base.named_parameters() if ".lora_" in n)
+        for n, p in with_lora.base.named_parameters():
+            if ".lora_" in n:
+                p.normal_(std=0.05)
+        changed = with_lora(x, 10, cond, 4)
+    assert not torch.equal(changed, plain(x, 10, cond, 4))
+    save_model(with_lora, tmp_path / "lora")
+    again = load_model(tmp_path / "lora")
+    with torch.no_grad():
+        assert torch.equal(again(x, 10, cond, 4), changed)

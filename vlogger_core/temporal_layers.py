@@ -104,11 +104,11 @@ _WRAPPED = re.compile(r"(resnets\.\d+)\.block\.")
 
 
 def unwrapped_state_dict(unet: nn.Module) -> dict[str, torch.Tensor]:
-    """The UNet's own weights under diffusers' original key names (no temporal parts), so a base
-    saved after wrapping loads into a plain UNet2DConditionModel."""
+    """The UNet's own weights under diffusers' original key names (no temporal or LoRA parts), so
+    a base saved after wrapping loads into a plain UNet2DConditionModel."""
     out = {}
     for key, value in unet.state_dict().items():
-        if ".temporal." in key:
+        if ".temporal." in key or ".lora_" in key:
             continue
-        out[_WRAPPED.sub(r"\1.", key)] = value
+        out[_WRAPPED.sub(r"\1.", key).replace(".base_layer.", ".")] = value
     return out

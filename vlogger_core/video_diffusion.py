@@ -69,6 +69,7 @@ class VideoSpec:
     context_tokens: int = 1
     temporal_kernel: int = 3
     temporal_in: tuple[str, ...] = ("base", "control")
+    lora: dict | None = None             # peft LoraConfig kwargs for the frozen base (personalization)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -150,16 +151,22 @@ class VideoDiffusionModel(nn.Module):
             self.temporal.extend(add_temporal_layers(self.base, spec.temporal_kernel))
         if "control" in spec.temporal_in:
             self.temporal.extend(add_temporal_layers(self.control, spec.temporal_kernel))
+        if spec.lora:
+            # LoRA B starts at zero (peft's default), so adding it changes nothing until trained.
+            from peft import LoraConfig, inject_adapter_in_model
+            inject_adapter_in_model(LoraConfig(**spec.lora), self.base)
 
     # --- what training touches and what a trained-parts file holds ---------------------------
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
         sd = {f"control.{k}": v for k, v in self.control.state_dict().items() if ".temporal." not in k}
         sd.update({f"temporal.{k}": v for k, v in self.temporal.state_dict().items()})
         sd["context"] = self.context.detach()
+        sd.update({f"base_lora.{k}": v for k, v in self.base.state_dict().items() if ".lora_" in k})
         return sd
 
     def trainable_parameters(self):
-        return [p for n, p in self.named_parameters() if not n.startswith(("base.", "vae.")) or ".temporal." in n]
+        return [p for n, p in self.named_parameters()
+                if not n.startswith(("base.", "vae.")) or ".temporal." in n or ".lora_" in n]
 
     # --- forward ----------------------------------------------------------------------------
     def check_inputs(self, sample: torch.Tensor, cond: torch.Tensor, num_frames: int) -> None:

@@ -1,7 +1,7 @@
 """Save/load the trained parts of the stage-2 models as a folder (ComfyUI: models/vlogger/video/<name>/).
 
     config.json                  {"format": "vlogger-video", "kind": "video"|"super_resolution", "spec": {...}, ...}
-    trained_parts.safetensors    video: control branch + temporal convs + context (LoRA later)
+    trained_parts.safetensors    video: control branch + temporal convs + context (+ base LoRA if spec.lora)
                                  super_resolution: the whole SR UNet + temporal convs + context
     base_unet.safetensors        video with a pixel base only (a latent base comes from the user's
                                  SD 1.x checkpoint in models/checkpoints)
@@ -99,6 +99,9 @@ def load_model(folder: str | Path, *, checkpoint: str | Path | None = None, devi
     trained = load_checked(model.trained_state_dict(), folder / TRAINED, "trained parts")
     model.control.load_state_dict({k[8:]: v for k, v in trained.items() if k.startswith("control.")}, strict=False)
     model.temporal.load_state_dict({k[9:]: v for k, v in trained.items() if k.startswith("temporal.")})
+    lora = {k[10:]: v for k, v in trained.items() if k.startswith("base_lora.")}
+    if lora:
+        model.base.load_state_dict(lora, strict=False)
     with torch.no_grad():
         model.context.copy_(trained["context"])
     return model.to(device, dtype).eval()
