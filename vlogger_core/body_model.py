@@ -204,7 +204,7 @@ class BodyModel:
         if transl is not None:
             t = transl.to(**f32).reshape(-1, 1, 3)
             verts, J_posed = verts + t, J_posed + t
-        lmk = vertices2landmarks(verts, m.faces_tensor, m.lmk_faces_idx.expand(B, -1),
+        lmk = vertices2landmarks(verts, m.faces_tensor, m.lmk_faces_idx.reshape(1, -1).repeat(B, 1),
                                  m.lmk_bary_coords.expand(B, -1, -1))
         return {"vertices": verts, "joints": J_posed, "landmarks": lmk}
 

@@ -119,10 +119,16 @@ def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.nda
 
 def _extend_flow(flow: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Smoothly extend a flow known where weight > 0: normalised Gaussian convolution.
-    Returns the extended flow and its support (0 far from any known value, 1 near it)."""
-    wb = cv2.GaussianBlur(weight, (0, 0), sigma)
-    fb = cv2.GaussianBlur(flow * weight[..., None], (0, 0), sigma)
-    ext = fb / np.maximum(wb, 1e-6)[..., None]
+    Returns the extended flow and its support (0 far from any known value, 1 near it).
+    The result is smooth at the scale of sigma, so it is computed on a 4x smaller grid."""
+    h, w = weight.shape
+    k = 4 if min(h, w) >= 64 else 1
+    small = (max(1, w // k), max(1, h // k))
+    fw = cv2.resize(np.dstack([flow * weight[..., None], weight]), small, interpolation=cv2.INTER_AREA)
+    fw = cv2.GaussianBlur(fw, (0, 0), sigma / k)
+    fw = cv2.resize(fw, (w, h), interpolation=cv2.INTER_LINEAR)
+    wb = fw[..., 2]
+    ext = fw[..., :2] / np.maximum(wb, 1e-6)[..., None]
     support = np.clip(wb / 0.05, 0, 1)
     return ext, support
 
@@ -156,26 +162,30 @@ def composite_frame(ref: CompositorReference, body: np.ndarray, src_xy: np.ndarr
 
 def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
                  ref: CompositorReference) -> np.ndarray:
-    """The mouth interior the photo never showed: a dark cavity, teeth and tongue, shaded."""
+    """The mouth interior the photo never showed: a dark cavity, teeth and tongue, shaded.
+    Works on the mouth's bounding box only (it is a few hundred pixels of the frame)."""
     ids = {p: part_ids[p] for p in MOUTH_PARTS if p in part_ids}
     if not ids:
         return img
     mouth = np.isin(part_index, list(ids.values()))
-    if not mouth.any():
+    ys, xs = np.nonzero(mouth)
+    if len(ys) == 0:
         return img
-    out = img.copy()
+    pad = 3
+    y0, y1 = max(0, ys.min() - pad), min(mouth.shape[0], ys.max() + pad + 1)
+    x0, x1 = max(0, xs.min() - pad), min(mouth.shape[1], xs.max() + pad + 1)
+    lab, m = part_index[y0:y1, x0:x1], mouth[y0:y1, x0:x1].astype(np.float32)
     cavity = np.clip(ref.lip_color * 0.28, 0, 1)
     layers = {"mouth_interior": cavity,
               "tongue": np.clip(ref.lip_color * 0.75 + np.array([0.08, 0, 0], np.float32), 0, 1),
               "teeth": np.array([0.86, 0.84, 0.78], np.float32)}
-    paint = np.zeros_like(img)
+    paint = np.zeros(lab.shape + (3,), np.float32)
     for name, pid in ids.items():
-        paint[part_index == pid] = layers[name]
+        paint[lab == pid] = layers[name]
     # shade: darker toward the centre of the opening, so depth reads even at 256 px
-    m = mouth.astype(np.float32)
     depth = cv2.GaussianBlur(m, (0, 0), max(1.0, np.sqrt(m.sum()) / 6))
-    shade = 1.0 - 0.45 * (depth / max(depth.max(), 1e-6))
-    paint *= shade[..., None]
+    paint *= (1.0 - 0.45 * depth / max(float(depth.max()), 1e-6))[..., None]
     soft = cv2.GaussianBlur(m, (0, 0), 0.6)[..., None]
-    out = out * (1 - soft) + paint * soft
+    out = img.copy()
+    out[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - soft) + paint * soft
     return out
