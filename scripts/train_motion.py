@@ -28,8 +28,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--frames-per-token", type=int, default=2)
     ap.add_argument("--fps", type=float, default=25.0, help="the model's native frame rate")
-    ap.add_argument("--max-frames", type=int, default=160, help="longest training crop (frames)")
+    ap.add_argument("--max-frames", type=int, default=256, help="longest training crop (frames)")
     ap.add_argument("--lambda-temp-expr", type=float, default=0.05)
     ap.add_argument("--lambda-temp-pose", type=float, default=0.5)
     ap.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
@@ -40,7 +41,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    mc = MotionModelConfig(fps=a.fps, d_model=a.d_model, max_train_frames=a.max_frames,
+    mc = MotionModelConfig(fps=a.fps, d_model=a.d_model, frames_per_token=a.frames_per_token, max_train_frames=a.max_frames,
                            lambda_temp_expr=a.lambda_temp_expr, lambda_temp_pose=a.lambda_temp_pose)
     cfg = TrainConfig(data=a.data, out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
                       seed=a.seed, mixed_precision=a.mixed_precision, cpu=a.cpu,

@@ -2,7 +2,9 @@
 
 Faithful to the paper (see ../shared/paper/vlogger-spec.md, "Stage 1"):
 - a transformer over the time axis with 4 multi-head self-attention layers and a CAUSAL mask
-  (frame i attends to frames <= i only);
+  (token k attends to tokens <= k only). For speed a token packs `frames_per_token` (2)
+  consecutive frames, so a frame may see the audio of the other frame in its token (40 ms of
+  look-ahead at 25 fps, about the anticipation of real coarticulation) and nothing later;
 - sinusoidal positional encodings for the frame index and for the diffusion step, an embedding
   MLP for the audio features and one for the diffusion step;
 - diffusion over x0 = per-frame [expression | 6D residual rotations] (Motion.as_vector()),
@@ -44,7 +46,8 @@ class MotionModelConfig:
     dropout: float = 0.1
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
-    max_train_frames: int = 160        # longest training crop = default sampling window
+    frames_per_token: int = 2          # consecutive frames packed into one transformer token
+    max_train_frames: int = 256        # longest training crop = default sampling window
     lambda_temp_expr: float = 0.05     # livelier face
     lambda_temp_pose: float = 0.5      # smoother head and hands
 
@@ -88,14 +91,15 @@ class MotionDiffusion(nn.Module):
         self.register_buffer("motion_std", torch.ones(c.motion_dim))
         self.register_buffer("audio_mean", torch.zeros(c.audio_dim))
         self.register_buffer("audio_std", torch.ones(c.audio_dim))
-        self.motion_in = nn.Linear(c.motion_dim + 1, d)          # + the "known frame" flag
-        self.audio_mlp = nn.Sequential(nn.Linear(c.audio_dim, d), nn.SiLU(), nn.Linear(d, d))
+        p = c.frames_per_token
+        self.motion_in = nn.Linear(p * (c.motion_dim + 1), d)    # + the "known frame" flag
+        self.audio_mlp = nn.Sequential(nn.Linear(p * c.audio_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.null_audio = nn.Parameter(torch.zeros(d))
         self.step_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         layer = nn.TransformerEncoderLayer(d, c.n_heads, c.ff_mult * d, c.dropout,
                                            activation="gelu", batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, c.n_layers, enable_nested_tensor=False)
-        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, c.motion_dim))
+        self.out = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, p * c.motion_dim))
 
     # --- normalisation -------------------------------------------------------------------
     def normalize_motion(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,17 +124,25 @@ class MotionDiffusion(nn.Module):
         audio [B,N,A] normalised features; known [B,N] 0/1; audio_keep [B] bool (False -> the
         null audio embedding, for CFG). Returns the predicted clean x0 [B,N,D] (normalised)."""
         b, n, _ = x_t.shape
+        p = self.config.frames_per_token
         if known is None:
             known = x_t.new_zeros(b, n)
-        h = self.motion_in(torch.cat([x_t, known[..., None].to(x_t.dtype)], dim=-1))
-        a = self.audio_mlp(audio)
+        pad = (-n) % p   # pad the END: a causal model's earlier tokens never see it
+        if pad:
+            x_t = torch.cat([x_t, x_t[:, -1:].expand(b, pad, -1)], 1)
+            audio = torch.cat([audio, audio[:, -1:].expand(b, pad, -1)], 1)
+            known = torch.cat([known, known.new_zeros(b, pad)], 1)
+        m = (n + pad) // p
+        tok = torch.cat([x_t, known[..., None].to(x_t.dtype)], dim=-1).reshape(b, m, -1)
+        h = self.motion_in(tok)
+        a = self.audio_mlp(audio.reshape(b, m, -1))
         if audio_keep is not None:
             a = torch.where(audio_keep[:, None, None], a, self.null_audio.expand_as(a))
         step = self.step_mlp(sinusoidal(t.to(x_t.device), self.config.d_model))[:, None]
-        pos = sinusoidal(torch.arange(n, device=x_t.device), self.config.d_model)[None]
+        pos = sinusoidal(torch.arange(m, device=x_t.device), self.config.d_model)[None]
         h = h + a + step + pos
-        h = self.transformer(h, mask=causal_mask(n, x_t.device), is_causal=True)
-        return self.out(h)
+        h = self.transformer(h, mask=causal_mask(m, x_t.device), is_causal=True)
+        return self.out(h).reshape(b, m * p, -1)[:, :n]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,178 @@
+"""Sampling motion from speech with the stage-1 model: seeded, guided, any length.
+
+Long audio is generated in causal windows of `window` frames (model fps). Each window after the
+first starts with `context` frames copied (clean, flagged known) from the previous window's
+output, so the new frames continue the motion: memory is bounded by the window, not the clip,
+and the causal model never needs frames it has not generated. The DDIM schedule and CFG run
+per window; one torch.Generator seeded once draws all noise, so a seed fixes the whole motion.
+Artist controls scale the sampled residuals afterwards (see apply_controls).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .audio_features import audio_features, num_frames
+from .callbacks import Interrupt, Progress, check, report
+from .motion_diffusion import MotionDiffusion
+from .motion_params import (ARKIT52, Motion, axis_angle_to_matrix, matrix_to_axis_angle,
+                            matrix_to_rot6d, rot6d_to_matrix)
+from .motion_resample import resample_motion
+from .speech_io import MODEL_SAMPLE_RATE
+
+HEAD_JOINTS = ["pelvis", "spine1", "spine2", "spine3", "neck", "head"]
+GESTURE_JOINTS = ["left_collar", "right_collar", "left_shoulder", "right_shoulder", "left_elbow",
+                  "right_elbow", "left_wrist", "right_wrist"]
+# Eye lids and gaze keep their natural size whatever the expression intensity.
+_EYE_CHANNELS = {n for n in ARKIT52 if n.startswith("eyeBlink") or n.startswith("eyeLook")}
+MIN_FPS, MAX_FPS = 1.0, 120.0
+
+
+@dataclass
+class SampleSettings:
+    seed: int = 0
+    steps: int = 25
+    guidance: float = 1.0          # 1 = no classifier-free guidance (2x faster)
+    window: int = 256              # frames at the model fps
+    context: int = 32
+    expression_intensity: float = 1.0
+    head_motion: float = 1.0
+    gesture_amount: float = 1.0
+    sampler: str = "ddim"          # "ddim" or "dpm"
+
+
+def _scheduler(model: MotionDiffusion, kind: str):
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+    c = model.config
+    common = dict(num_train_timesteps=c.num_train_timesteps, beta_schedule=c.beta_schedule,
+                  prediction_type="sample")
+    if kind == "dpm":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++")
+    return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
+
+
+@torch.no_grad()
+def _denoise_window(model, audio_n, ctx, steps, guidance, kind, gen, device, on_step):
+    """audio_n [N,A] normalised; ctx [C,D] normalised known frames (C may be 0) -> [N,D]."""
+    n, d = audio_n.shape[0], model.config.motion_dim
+    c = ctx.shape[0]
+    sched = _scheduler(model, kind)
+    sched.set_timesteps(steps)
+    x = torch.randn((1, n, d), generator=gen).to(device) * sched.init_noise_sigma
+    known = torch.zeros(1, n, device=device)
+    known[:, :c] = 1
+    use_cfg = guidance != 1.0
+    a = audio_n[None].to(device)
+    if use_cfg:
+        a2, known2 = a.expand(2, -1, -1), known.expand(2, -1)
+        keep = torch.tensor([True, False], device=device)
+    for i, t in enumerate(sched.timesteps):
+        if c:
+            x[:, :c] = ctx
+        tt = torch.full((2 if use_cfg else 1,), int(t), device=device, dtype=torch.long)
+        if use_cfg:
+            out = model(x.expand(2, -1, -1), tt, a2, known2, keep)
+            x0 = out[1:] + guidance * (out[:1] - out[1:])
+        else:
+            x0 = model(x, tt, a, known)
+        # scheduler.step with prediction_type="sample" consumes x0 directly
+        x = sched.step(x0, t, x, generator=gen if kind == "ddim" else None).prev_sample
+        on_step(i + 1)
+    if c:
+        x[:, :c] = ctx
+    return x[0]
+
+
+@torch.no_grad()
+def sample_motion(model: MotionDiffusion, wave16k: torch.Tensor, fps: float,
+                  settings: SampleSettings = SampleSettings(), device=None,
+                  progress: Progress = None, interrupt: Interrupt = None) -> Motion:
+    """Mono 16 kHz speech -> Motion at `fps` with round(duration * fps) frames."""
+    device = device or next(model.parameters()).device
+    if not (MIN_FPS <= fps <= MAX_FPS):
+        raise ValueError(f"fps {fps} is outside {MIN_FPS:g}..{MAX_FPS:g}")
+    if settings.steps < 1:
+        raise ValueError("steps must be >= 1")
+    if not (0 <= settings.context < settings.window):
+        raise ValueError("context must be >= 0 and smaller than window")
+    mfps = model.config.fps
+    n_model = max(1, num_frames(wave16k.shape[0], mfps))
+    feats = model.normalize_audio(audio_features(wave16k, mfps, n_model).to(device))
+    gen = torch.Generator().manual_seed(int(settings.seed))
+    W, C = settings.window, settings.context
+    starts = [0]
+    while starts[-1] + W < n_model:
+        starts.append(starts[-1] + W - C)
+    total = len(starts) * settings.steps
+    out = torch.empty(n_model, model.config.motion_dim, device=device)
+    done = 0
+    for w, s in enumerate(starts):
+        e = min(s + W, n_model)
+        ctx = out[s:s + C] if w > 0 else out[:0]
+        base = done
+
+        def on_step(k, base=base):
+            check(interrupt)
+            report(progress, base + k, total)
+
+        out[s:e] = _denoise_window(model, feats[s:e], ctx, settings.steps, settings.guidance,
+                                   settings.sampler, gen, device, on_step)
+        done += settings.steps
+    x = model.denormalize_motion(out).cpu()
+    c = model.config
+    motion = Motion.from_vector(x, mfps, c.expression_set, c.joints)
+    motion.rot6d = matrix_to_rot6d(rot6d_to_matrix(motion.rot6d))   # back onto SO(3)
+    motion.expression = motion.expression.clamp(0, 1) if c.expression_set == "arkit52" else motion.expression
+    n_out = num_frames(wave16k.shape[0], fps)
+    motion = resample_motion(motion, fps, n_out)
+    return apply_controls(motion, settings.expression_intensity, settings.head_motion,
+                          settings.gesture_amount)
+
+
+def _scale_rotations(r6: torch.Tensor, k: float) -> torch.Tensor:
+    """Scale residual rotations' angles by k (axis kept)."""
+    if abs(k - 1.0) < 1e-9:
+        return r6
+    aa = matrix_to_axis_angle(rot6d_to_matrix(r6)) * k
+    return matrix_to_rot6d(axis_angle_to_matrix(aa))
+
+
+def apply_controls(motion: Motion, expression_intensity: float = 1.0, head_motion: float = 1.0,
+                   gesture_amount: float = 1.0) -> Motion:
+    """Artist controls on the sampled residuals:
+    expression_intensity scales face coefficients (not blinks/gaze) and the jaw rotation;
+    head_motion scales pelvis/spine/neck/head residual angles; gesture_amount scales collars,
+    arms, wrists and fingers. 1 = as sampled, 0 = none."""
+    expr = motion.expression.clone()
+    r6 = motion.rot6d.clone()
+    if motion.expression_set == "arkit52":
+        cols = [i for i, n in enumerate(ARKIT52) if n not in _EYE_CHANNELS]
+        expr[:, cols] = (expr[:, cols] * expression_intensity).clamp(0, 1)
+    else:
+        expr = expr * expression_intensity
+    ji = {j: i for i, j in enumerate(motion.joints)}
+    groups = [(["jaw"], expression_intensity), (HEAD_JOINTS, head_motion),
+              (GESTURE_JOINTS + [j for j in motion.joints if j[:-1].endswith(("index", "middle", "ring", "pinky", "thumb"))],
+               gesture_amount)]
+    for names, k in groups:
+        idx = [ji[j] for j in names if j in ji]
+        if idx:
+            r6[:, idx] = _scale_rotations(r6[:, idx], k)
+    return Motion(motion.fps, motion.expression_set, expr, r6, list(motion.joints))
+
+
+def mouth_opening(motion: Motion) -> torch.Tensor:
+    """[N] jawOpen + the jaw joint's rotation angle / JAW_MAX_RAD (both ~0..1)."""
+    from .motion_priors import JAW_MAX_RAD
+    v = torch.zeros(motion.num_frames)
+    if motion.expression_set == "arkit52":
+        v = v + motion.expression[:, ARKIT52.index("jawOpen")]
+    if "jaw" in motion.joints:
+        ang = matrix_to_axis_angle(rot6d_to_matrix(motion.rot6d[:, motion.joints.index("jaw")])).norm(dim=-1)
+        v = v + ang / JAW_MAX_RAD
+    return v / 2
+
+
+def seconds_of(wave16k: torch.Tensor) -> float:
+    return wave16k.shape[0] / MODEL_SAMPLE_RATE
