@@ -14,7 +14,7 @@ sys.path.insert(0, str(HERE))
 
 
 def main() -> None:
-    names = sorted(p.stem for p in HERE.glob("*.py") if p.stem not in ("run", "__init__"))
+    names = sorted(p.stem for p in HERE.glob("*.py") if p.stem != "run" and not p.stem.startswith("_"))
     if len(sys.argv) != 2 or sys.argv[1] not in names:
         sys.exit(f"usage: python benchmarks/run.py NAME   (NAME in: {', '.join(names)})")
     result = importlib.import_module(sys.argv[1]).run()

@@ -15,7 +15,8 @@ import av
 import numpy as np
 import torch
 
-AUDIO_RATE = 48000  # AAC at 48 kHz: what players expect
+AUDIO_RATE = 48000  # used when the speech's own rate is not one AAC supports
+AAC_RATES = {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000}
 
 
 class StreamingMP4Writer:
@@ -47,11 +48,13 @@ class StreamingMP4Writer:
         if audio is not None:
             a = torch.as_tensor(audio, dtype=torch.float32)
             a = a.reshape(1, -1) if a.dim() == 1 else a.reshape(-1, a.shape[-1])[:1]
-            if sample_rate != AUDIO_RATE:
-                import torchaudio.functional as AF
-                a = AF.resample(a, int(sample_rate), AUDIO_RATE)
+            self.rate = int(sample_rate)
+            if self.rate not in AAC_RATES:  # keep the speech's own rate when AAC allows it:
+                import torchaudio.functional as AF  # no 3x copy of a 10-minute track
+                a = AF.resample(a, self.rate, AUDIO_RATE)
+                self.rate = AUDIO_RATE
             self.audio = a.clamp(-1, 1).numpy().astype(np.float32)
-            self.astream = self.container.add_stream("aac", rate=AUDIO_RATE)
+            self.astream = self.container.add_stream("aac", rate=self.rate)
             self.astream.layout = "mono"
             self.audio_pos = 0
 
@@ -91,15 +94,15 @@ class StreamingMP4Writer:
         if self.audio is None:
             return
         end = self.audio.shape[1] if seconds is None else min(self.audio.shape[1],
-                                                                 int(round(seconds * AUDIO_RATE)))
+                                                                 int(round(seconds * self.rate)))
         chunk = 1024  # AAC frame size
         while self.audio_pos < end:
             stop = min(self.audio_pos + chunk, end)
             af = av.AudioFrame.from_ndarray(self.audio[:, self.audio_pos:stop], format="fltp",
                                             layout="mono")
-            af.sample_rate = AUDIO_RATE
+            af.sample_rate = self.rate
             af.pts = self.audio_pos
-            af.time_base = Fraction(1, AUDIO_RATE)
+            af.time_base = Fraction(1, self.rate)
             for packet in self.astream.encode(af):
                 self.container.mux(packet)
             self.audio_pos = stop
