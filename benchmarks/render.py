@@ -2,7 +2,7 @@
 
 ms_per_frame_raster_256 / _512: project + rasterize + shade all three maps (dense, semantic,
 warped) for already-posed vertices, batches of 16 frames, median of repeats after warm-up
-(numba compile / cache load excluded).
+(numba compile / cache load excluded), back faces culled as for bodies; also with 1 thread.
 ms_per_frame_pose_raster_256: BodyModel.pose_frames (smplx forward with a motion's residuals and
 expressions) + the same rendering, chunks of 16 frames.
 Uses the default body (the shipped Anny bake) when it loads, otherwise a 27k-triangle stand-in
@@ -14,6 +14,7 @@ import os
 import statistics
 import time
 
+import numba
 import numpy as np
 import torch
 
@@ -54,6 +55,8 @@ def _median_ms(fn, frames: int) -> float:
 
 
 def _default_body():
+    """The shipped body and a head-and-shoulders reference fit of the shipped photo (placed by
+    hand: speed does not depend on the fitting algorithm)."""
     try:
         from PIL import Image
 
@@ -62,7 +65,13 @@ def _default_body():
         body = body_model.load_body(body_model.DEFAULT_BODY, "cpu")
         img = torch.from_numpy(np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB"),
                                           dtype=np.float32) / 255.0)
-        fit = reference_fit.fit_reference(img, body, detector="opencv", device="cpu")
+        top = float(body.template_vertices()[:, 1].max())
+        cam = PerspectiveCamera(img.shape[1], img.shape[0], 40.0,
+                                translation=torch.tensor([0.0, top - 0.35, 1.4]))
+        fit = reference_fit.ReferenceFit(
+            image=img, camera=cam, betas=torch.zeros(body.num_betas), global_orient=torch.zeros(3),
+            transl=torch.zeros(3), reference_pose=body.rest_pose(1)[0],
+            expression=torch.zeros(body.num_expression), body_name=body.name, detector="manual")
         return body, fit, None
     except Exception as e:  # not landed yet / not baked: measure the stand-in instead
         return None, None, f"{type(e).__name__}: {e}"
@@ -81,7 +90,7 @@ def _random_motion(body, frames: int):
 def run() -> dict:
     rasterizer.warm_up()
     body, fit, why = _default_body()
-    out = {"threads": int(os.environ.get("NUMBA_NUM_THREADS", 0)) or None,
+    out = {"threads": numba.get_num_threads(),
            "torch_threads": torch.get_num_threads(), "frames": FRAMES, "chunk": CHUNK}
     if body is not None:
         faces, labels = body.faces, body.face_labels
@@ -113,9 +122,14 @@ def run() -> dict:
         def render(cam=cam):
             for s in range(0, FRAMES, CHUNK):
                 c = CM.render_maps(verts[s:s + CHUNK], faces, labels, dense, cam, ref_c, ref_v,
-                                   parts)
+                                   parts, cull_backfaces=CM.CULL_BODY_BACKFACES)
             return c
         out[f"ms_per_frame_raster_{res}"] = round(_median_ms(render, FRAMES), 3)
+        # one thread: what a core gives when the other one is busy (this machine is shared)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        out[f"ms_per_frame_raster_{res}_1thread"] = round(_median_ms(render, FRAMES), 3)
+        numba.set_num_threads(threads)
         c = render()
         out[f"body_pixel_fraction_{res}"] = round(float(c.alpha.mean()), 4)
         out[f"warped_valid_fraction_of_body_{res}"] = round(
@@ -128,7 +142,8 @@ def run() -> dict:
             with torch.no_grad():
                 for s in range(0, FRAMES, CHUNK):
                     v = body.pose_frames(fit, motion, s, s + CHUNK, "cpu")
-                    CM.render_maps(v, faces, labels, dense, cam, ref_c, ref_v, parts)
+                    CM.render_maps(v, faces, labels, dense, cam, ref_c, ref_v, parts,
+                                   cull_backfaces=CM.CULL_BODY_BACKFACES)
 
         def pose_only():
             with torch.no_grad():
@@ -141,7 +156,8 @@ def run() -> dict:
     # single frame (the row-band split across threads), e.g. the reference-only render
     cam = CM.camera_for(cam0, 256, 256)
     out["ms_single_frame_raster_256"] = round(_median_ms(
-        lambda: CM.render_maps(verts[:1], faces, labels, dense, cam, ref_c, ref_v, parts), 1), 3)
+        lambda: CM.render_maps(verts[:1], faces, labels, dense, cam, ref_c, ref_v, parts,
+                               cull_backfaces=CM.CULL_BODY_BACKFACES), 1), 3)
     out["goal_raster_256_ms"], out["goal_pose_raster_256_ms"] = 5.0, 15.0
     out["load_average_1min"] = round(os.getloadavg()[0], 2)
     return out

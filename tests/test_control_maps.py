@@ -147,6 +147,8 @@ def test_masks_and_channel_layout():
 # ----------------------------------------------------------------------------- with the body
 
 def _body_and_fit():
+    """The shipped body with a hand-placed head-and-shoulders fit of the shipped photo (the
+    rendering must not depend on the fitting algorithm's quality)."""
     bm = pytest.importorskip("vlogger_core.body_model")
     rf = pytest.importorskip("vlogger_core.reference_fit")
     try:
@@ -157,7 +159,15 @@ def _body_and_fit():
     from vlogger_core.paths import EXAMPLES
     img = torch.from_numpy(np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB"),
                                       dtype=np.float32) / 255.0)
-    fit = rf.fit_reference(img, body, detector="opencv", device="cpu")
+    top = float(body.template_vertices()[:, 1].max())
+    # world -> camera: (x, -y, -z) + t; centre 0.35 m below the top of the head, 1.4 m away
+    cam = PerspectiveCamera(img.shape[1], img.shape[0], 40.0,
+                            translation=torch.tensor([0.0, top - 0.35, 1.4]))
+    fit = rf.ReferenceFit(image=img, camera=cam, betas=torch.zeros(body.num_betas),
+                          global_orient=torch.zeros(3), transl=torch.zeros(3),
+                          reference_pose=body.rest_pose(1)[0],
+                          expression=torch.zeros(body.num_expression), body_name=body.name,
+                          detector="manual")
     return body, fit
 
 
@@ -191,3 +201,19 @@ def test_jaw_opening_increases_mouth_pixels():
     ids = c.label_ids(["mouth_interior", "teeth"] if "teeth" in c.part_names else ["mouth_interior"])
     inside = torch.isin(c.semantic, torch.tensor(ids, dtype=torch.uint8)).flatten(1).sum(1)
     assert inside[1] > inside[0] + 20, inside
+
+
+def test_backface_culling_changes_no_pixel_of_the_body():
+    body, fit = _body_and_fit()
+    from vlogger_core.motion_params import Motion
+    m = Motion.neutral(2, 25.0, body.expression_set)
+    m.rot6d[1] += 0.15 * torch.randn(m.rot6d[1].shape, generator=torch.Generator().manual_seed(0))
+    verts = torch.cat([body.pose_frames(fit, m, 0, 2, "cpu")])
+    cam = CM.camera_for(fit.camera, 256, 256)
+    dense = np.asarray(body.dense_colors(), np.float32)
+    args = (verts, body.faces, body.face_labels, dense, cam, dense,
+            np.ones(len(dense), bool), list(body.part_names))
+    a = CM.render_maps(*args, cull_backfaces=False)
+    b = CM.render_maps(*args, cull_backfaces=True)
+    differ = (a.semantic != b.semantic).float().mean()
+    assert differ < 1e-3, f"culling changed {differ:.2%} of the pixels: the body's winding is off"

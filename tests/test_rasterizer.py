@@ -201,3 +201,20 @@ def test_backface_culling_drops_clockwise_seen_triangles_only():
     assert (R.rasterize(front, f, 8, 8, cull_backfaces=True).tri_id == 0).sum() > 20
     assert (R.rasterize(back, f, 8, 8, cull_backfaces=True).tri_id == -1).all()
     assert (R.rasterize(back, f, 8, 8).tri_id == 0).sum() > 20
+
+
+def test_fused_raster_shade_equals_separate_passes():
+    rng = np.random.default_rng(5)
+    v = np.concatenate([rng.uniform(-2, 40, (3, 60, 2)), rng.uniform(1, 3, (3, 60, 1))], 2)
+    v = v.astype(np.float32)
+    f = rng.integers(0, 60, (80, 3)).astype(np.int32)
+    col = rng.random((60, 3)).astype(np.float32)
+    ref = rng.random((60, 3)).astype(np.float32)
+    valid = rng.random(60) > 0.3
+    labels = rng.integers(1, 9, 80).astype(np.uint8)
+    for frames in (v, v[:1]):   # batch path and single-frame band path
+        fr, *maps = R.rasterize_shade(frames, f, 37, 29, col, labels, ref, valid)
+        ref_fr = R.rasterize(frames, f, 37, 29)
+        assert np.array_equal(fr.tri_id, ref_fr.tri_id) and np.array_equal(fr.bary, ref_fr.bary)
+        for a, b in zip(maps, R.shade(ref_fr, col, labels, ref, valid)):
+            assert np.array_equal(a, b)

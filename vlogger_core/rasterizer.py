@@ -64,88 +64,83 @@ def _covered(w, top_left):
     return w > 0.0 or (w == 0.0 and top_left)
 
 
-@njit(parallel=True, cache=True)
-def _raster_kernel(verts, faces, height, width, near, bands, cull, tri_id, bary, depth):
-    n = verts.shape[0]
+@njit(cache=True)
+def _raster_band(verts, faces, f, r0, r1, width, near, cull, tri_id, bary, depth):
+    """Rasterize every triangle of frame f into rows r0..r1-1 (one work unit)."""
     nf = faces.shape[0]
-    band_h = (height + bands - 1) // bands
-    for unit in prange(n * bands):
-        f = unit // bands
-        r0 = (unit % bands) * band_h
-        r1 = min(height, r0 + band_h)
-        for y in range(r0, r1):
-            for x in range(width):
-                tri_id[f, y, x] = -1
-                depth[f, y, x] = np.inf
-                bary[f, y, x, 0] = 0.0
-                bary[f, y, x, 1] = 0.0
-                bary[f, y, x, 2] = 0.0
-        for t in range(nf):
-            i0 = faces[t, 0]
-            i1 = faces[t, 1]
-            i2 = faces[t, 2]
-            z0 = np.float64(verts[f, i0, 2])
-            z1 = np.float64(verts[f, i1, 2])
-            z2 = np.float64(verts[f, i2, 2])
-            if z0 < near or z1 < near or z2 < near:
-                continue
-            x0 = np.float64(verts[f, i0, 0])
-            y0 = np.float64(verts[f, i0, 1])
-            x1 = np.float64(verts[f, i1, 0])
-            y1 = np.float64(verts[f, i1, 1])
-            x2 = np.float64(verts[f, i2, 0])
-            y2 = np.float64(verts[f, i2, 1])
-            area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
-            if area == 0.0 or not math.isfinite(area) or (cull and area > 0.0):
-                continue
-            # Pixel centres c = k + 0.5 inside the bounding box, clipped to this band.
-            ys = max(r0, math.ceil(min(y0, min(y1, y2)) - 0.5))
-            ye = min(r1 - 1, math.floor(max(y0, max(y1, y2)) - 0.5))
-            if ys > ye:
-                continue
-            xs = max(0, math.ceil(min(x0, min(x1, x2)) - 0.5))
-            xe = min(width - 1, math.floor(max(x0, max(x1, x2)) - 0.5))
-            if xs > xe:
-                continue
-            s1 = 1
-            s2 = 2
-            if area < 0.0:  # make the winding positive; remember where weights 1 and 2 go
-                x1, x2 = x2, x1
-                y1, y2 = y2, y1
-                z1, z2 = z2, z1
-                s1 = 2
-                s2 = 1
-                area = -area
-            tl0 = _top_left(x1, y1, x2, y2)
-            tl1 = _top_left(x2, y2, x0, y0)
-            tl2 = _top_left(x0, y0, x1, y1)
-            inv_area = 1.0 / area
-            iz0 = 1.0 / z0
-            iz1 = 1.0 / z1
-            iz2 = 1.0 / z2
-            for y in range(ys, ye + 1):
-                py = y + 0.5
-                for x in range(xs, xe + 1):
-                    px = x + 0.5
-                    w0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
-                    if not _covered(w0, tl0):
-                        continue
-                    w1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
-                    if not _covered(w1, tl1):
-                        continue
-                    w2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
-                    if not _covered(w2, tl2):
-                        continue
-                    q0 = w0 * inv_area * iz0
-                    q1 = w1 * inv_area * iz1
-                    q2 = w2 * inv_area * iz2
-                    z = 1.0 / (q0 + q1 + q2)   # q sums to 1/z: one division per pixel
-                    if z < depth[f, y, x]:
-                        depth[f, y, x] = z
-                        tri_id[f, y, x] = t
-                        bary[f, y, x, 0] = q0 * z
-                        bary[f, y, x, s1] = q1 * z
-                        bary[f, y, x, s2] = q2 * z
+    for y in range(r0, r1):
+        for x in range(width):
+            tri_id[f, y, x] = -1
+            depth[f, y, x] = np.inf
+            bary[f, y, x, 0] = 0.0
+            bary[f, y, x, 1] = 0.0
+            bary[f, y, x, 2] = 0.0
+    for t in range(nf):
+        i0 = faces[t, 0]
+        i1 = faces[t, 1]
+        i2 = faces[t, 2]
+        z0 = np.float64(verts[f, i0, 2])
+        z1 = np.float64(verts[f, i1, 2])
+        z2 = np.float64(verts[f, i2, 2])
+        if z0 < near or z1 < near or z2 < near:
+            continue
+        x0 = np.float64(verts[f, i0, 0])
+        y0 = np.float64(verts[f, i0, 1])
+        x1 = np.float64(verts[f, i1, 0])
+        y1 = np.float64(verts[f, i1, 1])
+        x2 = np.float64(verts[f, i2, 0])
+        y2 = np.float64(verts[f, i2, 1])
+        area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+        if area == 0.0 or not math.isfinite(area) or (cull and area > 0.0):
+            continue
+        # Pixel centres c = k + 0.5 inside the bounding box, clipped to this band.
+        ys = max(r0, math.ceil(min(y0, min(y1, y2)) - 0.5))
+        ye = min(r1 - 1, math.floor(max(y0, max(y1, y2)) - 0.5))
+        if ys > ye:
+            continue
+        xs = max(0, math.ceil(min(x0, min(x1, x2)) - 0.5))
+        xe = min(width - 1, math.floor(max(x0, max(x1, x2)) - 0.5))
+        if xs > xe:
+            continue
+        s1 = 1
+        s2 = 2
+        if area < 0.0:  # make the winding positive; remember where weights 1 and 2 go
+            x1, x2 = x2, x1
+            y1, y2 = y2, y1
+            z1, z2 = z2, z1
+            s1 = 2
+            s2 = 1
+            area = -area
+        tl0 = _top_left(x1, y1, x2, y2)
+        tl1 = _top_left(x2, y2, x0, y0)
+        tl2 = _top_left(x0, y0, x1, y1)
+        inv_area = 1.0 / area
+        iz0 = 1.0 / z0
+        iz1 = 1.0 / z1
+        iz2 = 1.0 / z2
+        for y in range(ys, ye + 1):
+            py = y + 0.5
+            for x in range(xs, xe + 1):
+                px = x + 0.5
+                w0 = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)
+                if not _covered(w0, tl0):
+                    continue
+                w1 = (x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)
+                if not _covered(w1, tl1):
+                    continue
+                w2 = (x1 - x0) * (py - y0) - (y1 - y0) * (px - x0)
+                if not _covered(w2, tl2):
+                    continue
+                q0 = w0 * inv_area * iz0
+                q1 = w1 * inv_area * iz1
+                q2 = w2 * inv_area * iz2
+                z = 1.0 / (q0 + q1 + q2)   # q sums to 1/z: one division per pixel
+                if z < depth[f, y, x]:
+                    depth[f, y, x] = z
+                    tri_id[f, y, x] = t
+                    bary[f, y, x, 0] = q0 * z
+                    bary[f, y, x, s1] = q1 * z
+                    bary[f, y, x, s2] = q2 * z
 
 
 @njit(parallel=True, cache=True)
@@ -203,17 +198,52 @@ def _interp_kernel(tri_id, bary, faces, attr, out):
 
 
 @njit(parallel=True, cache=True)
+def _raster_kernel(verts, faces, height, width, near, bands, cull, tri_id, bary, depth):
+    n = verts.shape[0]
+    band_h = (height + bands - 1) // bands
+    for unit in prange(n * bands):
+        f = unit // bands
+        r0 = (unit % bands) * band_h
+        _raster_band(verts, faces, f, r0, min(height, r0 + band_h), width, near, cull, tri_id,
+                     bary, depth)
+
+
+@njit(parallel=True, cache=True)
 def _shade_kernel(tri_id, bary, faces, dense_attr, labels, ref_colors, ref_valid,
                   dense, semantic, warped, warped_valid):
-    """All three control maps in one pass over the pixels (one memory sweep, not three).
+    n, height, width = tri_id.shape
+    for unit in prange(n):
+        _shade_rows(tri_id, bary, faces, dense_attr, labels, ref_colors, ref_valid, unit, 0,
+                    height, dense, semantic, warped, warped_valid)
+
+
+@njit(parallel=True, cache=True)
+def _raster_shade_kernel(verts, faces, height, width, near, bands, cull, tri_id, bary, depth,
+                         dense_attr, labels, ref_colors, ref_valid,
+                         dense, semantic, warped, warped_valid):
+    """Rasterize and shade in ONE parallel region: a band is final once all triangles went
+    through it, so it is shaded right away while it is in cache (and the threads meet once)."""
+    n = verts.shape[0]
+    band_h = (height + bands - 1) // bands
+    for unit in prange(n * bands):
+        f = unit // bands
+        r0 = (unit % bands) * band_h
+        r1 = min(height, r0 + band_h)
+        _raster_band(verts, faces, f, r0, r1, width, near, cull, tri_id, bary, depth)
+        _shade_rows(tri_id, bary, faces, dense_attr, labels, ref_colors, ref_valid, f, r0, r1,
+                    dense, semantic, warped, warped_valid)
+
+
+@njit(cache=True)
+def _shade_rows(tri_id, bary, faces, dense_attr, labels, ref_colors, ref_valid, f, r0, r1,
+                dense, semantic, warped, warped_valid):
+    """All three control maps for rows r0..r1-1 of frame f in one pass over the pixels.
 
     A warped pixel gets a colour only when all three vertices of its triangle had one in the
     reference photo; otherwise colour 0 and warped_valid False.
     """
-    n, height, width = tri_id.shape
-    for unit in prange(n * height):
-        f = unit // height
-        y = unit % height
+    width = tri_id.shape[2]
+    for y in range(r0, r1):
         for x in range(width):
             t = tri_id[f, y, x]
             if t < 0:
@@ -240,11 +270,11 @@ def _shade_kernel(tri_id, bary, faces, dense_attr, labels, ref_colors, ref_valid
                     warped[f, y, x, k] = 0.0
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _project_kernel(world, rot, trans, focal, cx, cy, out):
     """World points -> (pixel x, pixel y, camera z); points at z == 0 keep z = 0 (near drops them)."""
     n, nv = world.shape[0], world.shape[1]
-    for unit in prange(n):
+    for unit in range(n):   # serial: ~1 us per 1k vertices, less than a parallel region's start
         for v in range(nv):
             x = world[unit, v, 0]
             y = world[unit, v, 1]
@@ -309,9 +339,7 @@ def rasterize(verts, faces, width: int, height: int, near: float = 1e-3,
     if backend != "numba":
         raise ValueError(f"unknown rasterizer backend {backend!r} (expected one of {BACKENDS})")
     n = v.shape[0]
-    # Enough (frame, band) units to keep every thread busy; bands of >= 8 rows.
-    threads = get_num_threads()
-    bands = 1 if n >= threads else max(1, min(threads, height // 8))
+    bands = _bands(n, height)
     tri_id = np.empty((n, height, width), np.int32)
     bary = np.empty((n, height, width, 3), np.float32)
     depth = np.empty((n, height, width), np.float32)
@@ -354,19 +382,55 @@ def face_label_map(frags: Fragments, face_labels) -> np.ndarray:
     return lab[frags.tri_id + 1]
 
 
+def rasterize_shade(verts, faces, width: int, height: int, dense_attr, face_labels, ref_colors,
+                    ref_valid, near: float = 1e-3, cull_backfaces: bool = False):
+    """rasterize() + shade() fused in one parallel pass (each band is shaded as soon as it is
+    final). Returns (Fragments, dense, semantic, warped, warped_valid) as shade() does."""
+    v = _as_verts(verts)
+    f = _as_faces(faces, v.shape[1])
+    d, lab, rc, rv = _shade_inputs(f, dense_attr, face_labels, ref_colors, ref_valid)
+    if d.shape[0] != v.shape[1]:
+        raise ValueError(f"{d.shape[0]} vertex colours for {v.shape[1]} vertices")
+    n = v.shape[0]
+    bands = _bands(n, height)
+    shape = (n, height, width)
+    tri_id, depth = np.empty(shape, np.int32), np.empty(shape, np.float32)
+    bary = np.empty(shape + (3,), np.float32)
+    dense, warped = np.empty(shape + (3,), np.float32), np.empty(shape + (3,), np.float32)
+    semantic, valid = np.empty(shape, np.uint8), np.empty(shape, np.bool_)
+    _raster_shade_kernel(v, f, height, width, float(near), bands, bool(cull_backfaces), tri_id,
+                         bary, depth, d, lab, rc, rv, dense, semantic, warped, valid)
+    return Fragments(tri_id, bary, depth, f), dense, semantic, warped, valid
+
+
+def _bands(n: int, height: int) -> int:
+    """Enough (frame, band) units to keep every thread busy; bands of >= 8 rows."""
+    threads = get_num_threads()
+    return 1 if n >= threads else max(1, min(threads, height // 8))
+
+
+def _shade_inputs(f, dense_attr, face_labels, ref_colors, ref_valid):
+    d = np.ascontiguousarray(dense_attr, dtype=np.float32)
+    lab = np.ascontiguousarray(face_labels, dtype=np.uint8)
+    rc = np.ascontiguousarray(ref_colors, dtype=np.float32)
+    rv = np.ascontiguousarray(ref_valid, dtype=np.bool_)
+    if (d.ndim != 2 or d.shape[1] != 3 or lab.shape != (f.shape[0],) or rc.shape != d.shape
+            or rv.shape != (d.shape[0],)):
+        raise ValueError(f"shade: dense colours {d.shape}, labels {lab.shape}, ref colours "
+                         f"{rc.shape}, ref valid {rv.shape} do not match {f.shape[0]} faces")
+    if f.size and f.max() >= d.shape[0]:
+        raise ValueError(f"faces index vertices beyond the {d.shape[0]} vertex colours")
+    return d, lab, rc, rv
+
+
 def shade(frags: Fragments, dense_attr, face_labels, ref_colors, ref_valid, faces=None):
     """Dense map, semantic index map, warped reference and its validity in one pass.
 
     Returns (dense [n,H,W,3] f32, semantic [n,H,W] u8, warped [n,H,W,3] f32, warped_valid bool).
     """
-    d = np.ascontiguousarray(dense_attr, dtype=np.float32)
+    d = np.asarray(dense_attr)
     f = _as_faces(frags.faces if faces is None else faces, d.shape[0])
-    lab = np.ascontiguousarray(face_labels, dtype=np.uint8)
-    rc = np.ascontiguousarray(ref_colors, dtype=np.float32)
-    rv = np.ascontiguousarray(ref_valid, dtype=np.bool_)
-    if lab.shape != (f.shape[0],) or rc.shape != d.shape or rv.shape != (d.shape[0],):
-        raise ValueError(f"shade: labels {lab.shape}, ref colours {rc.shape}, ref valid "
-                         f"{rv.shape} do not match {f.shape[0]} faces / {d.shape[0]} vertices")
+    d, lab, rc, rv = _shade_inputs(f, dense_attr, face_labels, ref_colors, ref_valid)
     shape = frags.tri_id.shape
     dense = np.empty(shape + (3,), np.float32)
     semantic = np.empty(shape, np.uint8)
@@ -427,4 +491,6 @@ def warm_up() -> None:
     interpolate(fr, np.eye(3, dtype=np.float32))
     shade(fr, np.eye(3, dtype=np.float32), np.ones(1, np.uint8), np.eye(3, dtype=np.float32),
           np.ones(3, np.bool_))
+    rasterize_shade(v, f, 8, 8, np.eye(3, dtype=np.float32), np.ones(1, np.uint8),
+                    np.eye(3, dtype=np.float32), np.ones(3, np.bool_))
 
