@@ -1,0 +1,211 @@
+"""Motion diffusion model (stage 1): loss, causal mask, seeding, windows, save/load.
+
+Tiny random models here test the mechanics only; the shipped model is tested in
+test_motion_shipped.py.
+"""
+import math
+
+import pytest
+import torch
+
+from vlogger_core.audio_features import FEATURE_DIM, audio_features
+from vlogger_core.motion_diffusion import (MotionDiffusion, MotionModelConfig, load_motion_model,
+                                           motion_loss, save_motion_model)
+from vlogger_core.motion_sampling import SampleSettings, apply_controls, sample_motion
+from vlogger_core.motion_params import Motion
+
+
+def tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = MotionModelConfig(d_model=32, n_heads=2, dropout=0.0, **kw)
+    m = MotionDiffusion(cfg).eval()
+    for p in m.parameters():   # a random but not-degenerate network
+        torch.nn.init.normal_(p, std=0.2) if p.dim() > 1 else None
+    return m
+
+
+def speechlike(seconds, sr=16000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(int(seconds * sr)) / sr
+    env = (torch.sin(2 * math.pi * 3 * t).clamp_min(0)) ** 2
+    return (0.3 * env * torch.sin(2 * math.pi * 180 * t) + 0.01 * torch.randn(len(t), generator=g)).float()
+
+
+def test_temporal_loss_penalises_frame_differences_with_separate_lambdas():
+    e, d = 52, 52 + 47 * 6
+    x0 = torch.zeros(2, 20, d)
+    valid = torch.ones(2, 20)
+    smooth = torch.zeros(2, 20, d)
+    jittery_expr = smooth.clone()
+    jittery_expr[:, ::2, :e] = 0.5          # alternate expression frames
+    jittery_pose = smooth.clone()
+    jittery_pose[:, ::2, e:] = 0.5
+    base = motion_loss(smooth, x0, valid, e, 1.0, 1.0)
+    assert float(base["l_temp_expr"]) == 0 and float(base["l_temp_pose"]) == 0
+    je = motion_loss(jittery_expr, x0, valid, e, 1.0, 1.0)
+    assert float(je["l_temp_expr"]) > 0.2 and float(je["l_temp_pose"]) == 0
+    # The same jitter costs more when its lambda is larger, and nothing when it is 0.
+    lo = motion_loss(jittery_expr, x0, valid, e, 0.0, 5.0)["loss"]
+    hi = motion_loss(jittery_expr, x0, valid, e, 5.0, 0.0)["loss"]
+    assert float(hi) > float(lo) + 1.0
+    assert torch.isclose(lo, je["l_diff"])
+    jp = motion_loss(jittery_pose, x0, valid, e, 0.0, 2.0)
+    assert torch.isclose(jp["loss"], jp["l_diff"] + 2.0 * jp["l_temp_pose"])
+    assert float(jp["l_temp_pose"]) > 0.2
+    # A constant offset (no frame differences) is not penalised by L_temp, only by L_diff.
+    off = motion_loss(torch.full((2, 20, d), 0.3), x0, valid, e, 1.0, 1.0)
+    assert float(off["l_temp_expr"]) == 0 and float(off["l_diff"]) > 0
+
+
+def test_temporal_loss_gradient_pulls_neighbours_together():
+    pred = torch.zeros(1, 3, 60, requires_grad=True)
+    with torch.no_grad():
+        pred[0, 1] = 1.0
+    l = motion_loss(pred, pred.detach(), torch.ones(1, 3), 10, 1.0, 1.0)["loss"]
+    l.backward()
+    assert (pred.grad[0, 1] > 0).all() and (pred.grad[0, 0] < 0).all()
+
+
+def test_causal_mask_future_audio_does_not_change_past_frames():
+    m = tiny()
+    n, p = 40, m.config.frames_per_token
+    x = torch.randn(1, n, m.config.motion_dim)
+    a = torch.randn(1, n, FEATURE_DIM)
+    t = torch.tensor([500])
+    with torch.no_grad():
+        y = m(x, t, a)
+        a2 = a.clone()
+        a2[:, 24:] = torch.randn(1, n - 24, FEATURE_DIM) * 3
+        y2 = m(x, t, a2)
+        x2 = x.clone()
+        x2[:, 30:] += 5
+        y3 = m(x2, t, a)
+    assert 24 % p == 0
+    assert torch.equal(y[:, :24], y2[:, :24])
+    assert (y[:, 24:] - y2[:, 24:]).abs().max() > 1e-3     # the change does reach later frames
+    assert torch.equal(y[:, :30], y3[:, :30])
+
+
+def test_causal_on_real_audio_features():
+    """Editing the waveform after time T leaves motion before T unchanged (one token of slack)."""
+    m = tiny()
+    wave = speechlike(3.0)
+    fps = m.config.fps
+    f1 = m.normalize_audio(audio_features(wave, fps))
+    w2 = wave.clone()
+    w2[int(1.6 * 16000):] = torch.randn(len(wave) - int(1.6 * 16000)) * 0.5
+    f2 = m.normalize_audio(audio_features(w2, fps))
+    cut = int(1.6 * fps) - 2   # frames whose features end before 1.6 s (minus half a mel window)
+    assert torch.equal(f1[:cut], f2[:cut])
+    x = torch.randn(1, f1.shape[0], m.config.motion_dim)
+    with torch.no_grad():
+        y1, y2 = m(x, torch.tensor([10]), f1[None]), m(x, torch.tensor([10]), f2[None])
+    safe = cut - cut % m.config.frames_per_token
+    assert torch.equal(y1[:, :safe], y2[:, :safe])
+
+
+def test_seed_same_motion_new_seed_different():
+    m = tiny()
+    wave = speechlike(2.0)
+    s = SampleSettings(seed=7, steps=4, window=32, context=8)
+    a = sample_motion(m, wave, 25.0, s)
+    b = sample_motion(m, wave, 25.0, s)
+    c = sample_motion(m, wave, 25.0, SampleSettings(seed=8, steps=4, window=32, context=8))
+    assert torch.equal(a.as_vector(), b.as_vector())
+    assert (a.as_vector() - c.as_vector()).abs().max() > 1e-3
+    assert a.num_frames == round(2.0 * 25)
+
+
+def test_any_fps_gives_round_duration_frames():
+    m = tiny()
+    wave = speechlike(1.37)
+    for fps in (24.0, 25.0, 30.0, 60.0):
+        mo = sample_motion(m, wave, fps, SampleSettings(steps=2))
+        assert mo.num_frames == round(1.37 * fps) and mo.fps == fps
+        r = mo.rotation_matrices()
+        assert torch.allclose(r.transpose(-1, -2) @ r, torch.eye(3).expand_as(r), atol=1e-4)
+
+
+def test_long_audio_windows_bounded_and_progress():
+    m = tiny()
+    seen = []
+    orig = m.forward
+
+    def spy(x_t, *a, **k):
+        seen.append(x_t.shape[1])
+        return orig(x_t, *a, **k)
+
+    m.forward = spy
+    calls = []
+    wave = torch.zeros(16000 * 600)      # 10 minutes
+    wave[::7] = 0.05
+    mo = sample_motion(m, wave, 25.0, SampleSettings(steps=1, window=256, context=32),
+                       progress=lambda d, t: calls.append((d, t)))
+    assert mo.num_frames == 15000
+    assert max(seen) <= 256                     # the network never sees more than one window
+    assert calls[-1][0] == calls[-1][1] == len(seen)
+    assert torch.isfinite(mo.as_vector()).all()
+
+
+def test_interrupt_stops_sampling():
+    m = tiny()
+
+    class Stop(Exception):
+        pass
+
+    def interrupt():
+        raise Stop()
+
+    with pytest.raises(Stop):
+        sample_motion(m, speechlike(1.0), 25.0, SampleSettings(steps=3), interrupt=interrupt)
+
+
+def test_save_load_roundtrip(tmp_path):
+    m = tiny(seed=3)
+    m.set_stats(torch.rand(m.config.motion_dim), torch.rand(m.config.motion_dim) + 0.5,
+                torch.rand(FEATURE_DIM), torch.rand(FEATURE_DIM) + 0.5)
+    path = tmp_path / "m.safetensors"
+    save_motion_model(m, str(path), {"step": 12})
+    m2 = load_motion_model(str(path))
+    assert m2.config == m.config
+    assert m2.training_info["step"] == "12"
+    for (k, v), (k2, v2) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    wave = speechlike(1.0)
+    s = SampleSettings(seed=1, steps=3)
+    assert torch.equal(sample_motion(m, wave, 25, s).as_vector(), sample_motion(m2, wave, 25, s).as_vector())
+    bad = tmp_path / "bad.safetensors"
+    from safetensors.torch import save_file
+    save_file({"w": torch.zeros(2)}, str(bad))
+    with pytest.raises(ValueError, match="not a VLOGGER motion model"):
+        load_motion_model(str(bad))
+
+
+def test_artist_controls_scale_the_right_parts():
+    n = 10
+    torch.manual_seed(0)
+    base = Motion.neutral(n, 25.0)
+    from vlogger_core.motion_params import axis_angle_to_matrix, matrix_to_rot6d
+    aa = torch.randn(n, 47, 3) * 0.2
+    mo = Motion(25.0, "arkit52", torch.rand(n, 52) * 0.5, matrix_to_rot6d(axis_angle_to_matrix(aa)))
+    still = apply_controls(mo, 1.0, 0.0, 1.0)
+    j = mo.joints.index("head")
+    assert torch.allclose(still.rot6d[:, j], base.rot6d[:, j], atol=1e-5)
+    k = mo.joints.index("left_elbow")
+    assert torch.allclose(still.rot6d[:, k], mo.rot6d[:, k])
+    nogest = apply_controls(mo, 1.0, 1.0, 0.0)
+    assert torch.allclose(nogest.rot6d[:, k], base.rot6d[:, k], atol=1e-5)
+    assert torch.allclose(nogest.rot6d[:, mo.joints.index("right_index2")], base.rot6d[:, 0], atol=1e-5)
+    calm = apply_controls(mo, 0.0, 1.0, 1.0)
+    from vlogger_core.motion_params import ARKIT52
+    assert float(calm.expression[:, ARKIT52.index("jawOpen")].abs().max()) == 0
+    b = ARKIT52.index("eyeBlinkLeft")
+    assert torch.equal(calm.expression[:, b], mo.expression[:, b])   # blinks untouched
+
+
+def test_sampler_rejects_bad_settings():
+    m = tiny()
+    with pytest.raises(ValueError, match="fps"):
+        sample_motion(m, speechlike(1.0), 500.0)
+    with pytest.raises(ValueError, match="context"):
+        sample_motion(m, speechlike(1.0), 25.0, SampleSettings(window=16, context=16))
