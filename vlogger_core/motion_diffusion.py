@@ -77,9 +77,18 @@ def sinusoidal(pos: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([a.sin(), a.cos()], dim=-1)
 
 
+_MASKS: dict = {}
+
+
 def causal_mask(n: int, device) -> torch.Tensor:
-    """Additive [n, n] mask: -inf above the diagonal (no attention to future frames)."""
-    return torch.triu(torch.full((n, n), float("-inf"), device=device), diagonal=1)
+    """Additive [n, n] mask: -inf above the diagonal (no attention to future tokens). Cached:
+    sampling calls the network hundreds of times with the same window length."""
+    key = (n, str(device))
+    if key not in _MASKS:
+        if len(_MASKS) > 64:
+            _MASKS.clear()
+        _MASKS[key] = torch.triu(torch.full((n, n), float("-inf"), device=device), diagonal=1)
+    return _MASKS[key]
 
 
 class MotionDiffusion(nn.Module):

@@ -1,0 +1,126 @@
+"""Motion nodes through the real ComfyUI server, with the shipped default motion model."""
+from __future__ import annotations
+
+import io as _io
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from comfyui_server import PromptRejected
+
+LOADER = {"class_type": "VLOGGER_MotionModelLoader", "inputs": {"model": "vlogger_motion_default (shipped)"}}
+
+
+def _sampler(audio_ref, fps=25.0, steps=6, seed=0, **kw):
+    inputs = {"audio": audio_ref, "motion_model": ["m", 0], "fps": fps, "seed": seed, "steps": steps,
+              "guidance": 1.0, "expression_intensity": 1.0, "head_motion": 1.0, "gesture_amount": 1.0,
+              "window_frames": 256, "context_frames": 32, "sampler": "ddim"}
+    inputs.update(kw)
+    return {"class_type": "VLOGGER_MotionSampler", "inputs": inputs}
+
+
+def _wav(comfy, name, wave, sr=16000, subtype="FLOAT"):
+    sf.write(str(comfy.input_dir / name), wave, sr, subtype=subtype)
+    return name
+
+
+def test_nodes_registered_with_tooltips(comfy):
+    info = comfy.object_info()
+    for nid in ("VLOGGER_MotionModelLoader", "VLOGGER_MotionSampler", "VLOGGER_MotionPreview",
+                "VLOGGER_SaveMotion", "VLOGGER_LoadMotion"):
+        node = info[nid]
+        assert node["category"] == "VLOGGER/motion" and node["description"]
+        for group in ("required", "optional"):
+            for name, spec in node["input"].get(group, {}).items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{nid}.{name} has no tooltip"
+    opts = info["VLOGGER_MotionModelLoader"]["input"]["required"]["model"]
+    assert "vlogger_motion_default (shipped)" in str(opts)
+
+
+def test_shipped_workflow_runs(comfy):
+    res = comfy.run(comfy.workflow("motion_from_speech"))
+    assert res.error is None, res.error
+    imgs = res.outputs["4"]["images"]
+    img = Image.open(_io.BytesIO(comfy.fetch(imgs[0])))
+    assert img.size == (1200, 800)
+    arr = np.asarray(img.convert("L"), float)
+    assert arr.std() > 10          # a drawn plot, not a blank
+    saved = list((comfy.output_dir / "vlogger").glob("motion_*.npz"))
+    assert saved
+    with np.load(saved[-1]) as z:
+        assert z["expression"].shape[1] == 52 and z["rot6d"].shape[1:] == (47, 6)
+        assert float(z["fps"]) == 25.0
+
+
+def test_tts_to_motion_save_and_load_roundtrip(comfy):
+    prompt = {
+        "t": {"class_type": "VLOGGER_TextToSpeech",
+              "inputs": {"text": "Hello there, how are you today?", "voice": "en-us", "rate": 160,
+                         "pitch": 50, "pitch_range": 50}},
+        "m": LOADER,
+        "s": _sampler(["t", 0], fps=30.0),
+        "w": {"class_type": "VLOGGER_SaveMotion", "inputs": {"motion": ["s", 0], "filename_prefix": "motiontest/rt"}},
+    }
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    files = sorted((comfy.output_dir / "motiontest").glob("rt_*.npz"))
+    (comfy.input_dir / "rt_motion.npz").write_bytes(files[-1].read_bytes())
+    with np.load(files[-1]) as z:
+        n = z["expression"].shape[0]
+        assert float(z["fps"]) == 30.0
+    prompt2 = {"l": {"class_type": "VLOGGER_LoadMotion", "inputs": {"motion_file": "rt_motion.npz"}},
+               "p": {"class_type": "VLOGGER_MotionPreview", "inputs": {"motion": ["l", 0], "width": 640, "height": 400}}}
+    res = comfy.run(prompt2)
+    assert res.error is None, res.error
+    assert res.outputs["p"]["images"]
+    assert n > 30
+
+
+def test_silent_audio_gives_motion(comfy):
+    name = _wav(comfy, "silence3s.wav", np.zeros(48000, np.float32))
+    prompt = {"a": {"class_type": "LoadAudio", "inputs": {"audio": name}}, "m": LOADER,
+              "s": _sampler(["a", 0]),
+              "w": {"class_type": "VLOGGER_SaveMotion", "inputs": {"motion": ["s", 0], "filename_prefix": "motiontest/silent"}}}
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    f = sorted((comfy.output_dir / "motiontest").glob("silent_*.npz"))[-1]
+    with np.load(f) as z:
+        jaw = z["expression"][:, 17]        # jawOpen
+        assert z["expression"].shape[0] == 75 and jaw.max() < 0.15
+
+
+@pytest.mark.parametrize("case", ["short", "nan"])
+def test_bad_audio_is_a_named_error(comfy, case):
+    wave = np.zeros(1600, np.float32) if case == "short" else np.full(16000, np.nan, np.float32)
+    name = _wav(comfy, f"bad_{case}.wav", wave)
+    prompt = {"a": {"class_type": "LoadAudio", "inputs": {"audio": name}}, "m": LOADER,
+              "s": _sampler(["a", 0]),
+              "w": {"class_type": "VLOGGER_SaveMotion", "inputs": {"motion": ["s", 0], "filename_prefix": "motiontest/bad"}}}
+    res = comfy.run(prompt)
+    assert res.error is not None
+    msg = str(res.error.get("exception_message", res.error))
+    assert "[VLOGGER_MotionSampler] input 'audio'" in msg
+    assert ("0.2 s" in msg) if case == "short" else ("NaN" in msg)
+
+
+def test_fps_out_of_range_rejected(comfy):
+    prompt = {"t": {"class_type": "VLOGGER_TextToSpeech",
+                    "inputs": {"text": "Hi.", "voice": "en-us", "rate": 160, "pitch": 50, "pitch_range": 50}},
+              "m": LOADER, "s": _sampler(["t", 0], fps=500.0),
+              "w": {"class_type": "VLOGGER_SaveMotion", "inputs": {"motion": ["s", 0], "filename_prefix": "x"}}}
+    with pytest.raises(PromptRejected) as e:
+        comfy.run(prompt)
+    assert "fps" in str(e.value)
+
+
+def test_load_motion_missing_file_is_a_named_error(comfy):
+    prompt = {"l": {"class_type": "VLOGGER_LoadMotion", "inputs": {"motion_file": "nope.npz"}},
+              "p": {"class_type": "VLOGGER_MotionPreview", "inputs": {"motion": ["l", 0], "width": 640, "height": 400}}}
+    try:
+        res = comfy.run(prompt)
+        msg = str(res.error)
+    except PromptRejected as e:   # the combo validation may reject it first
+        msg = str(e)
+    assert "nope.npz" in msg
