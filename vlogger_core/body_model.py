@@ -143,6 +143,7 @@ class BodyModel:
                                if "landmark_names" in meta else
                                [f"ibug{i}" for i in IBUG_STATIC][: len(arrays["lmk_faces_idx"])])
         self.meta = meta
+        self._jdirs = None
         # Rest pose of hands = SMPL-X's hand mean (relaxed hands), as axis-angle [55,3].
         self.pose_mean = self.smplx.pose_mean.detach().reshape(55, 3).clone()
 
@@ -209,6 +210,62 @@ class BodyModel:
         return {"vertices": verts, "joints": J_posed, "landmarks": lmk}
 
     __call__ = forward
+
+    def posed_points(self, vertex_idx: torch.Tensor, betas, global_orient, transl, full_pose,
+                     expression) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cheap posing of a few vertices (for fitting): ([B,K,3] vertices[vertex_idx],
+        [B,n,3] joints, n = 25 (no fingers) when those vertices ignore the fingers, else 55).
+        Same maths as forward; the kinematic chain is walked level by level (batched), which
+        is several times faster than smplx's joint-by-joint loop for small point sets."""
+        m = self.smplx
+        B = full_pose.shape[0]
+        if self._jdirs is None:   # joints are linear in the shape: precompute their directions
+            dirs = torch.cat([m.shapedirs, m.expr_dirs], dim=-1)
+            self._jdirs = torch.einsum("jv,vcs->jcs", m.J_regressor, dirs)
+            self._jtemplate = m.J_regressor @ m.v_template
+        W = m.lbs_weights[vertex_idx]
+        n = 25 if float(W[:, 25:].abs().sum()) == 0.0 else 55
+        shape = torch.cat([betas, expression], dim=1)
+        J = (self._jtemplate + torch.einsum("jcs,bs->bjc", self._jdirs, shape))[:, :n]
+        dirs = torch.cat([m.shapedirs[vertex_idx], m.expr_dirs[vertex_idx]], dim=-1)
+        v = m.v_template[vertex_idx] + torch.einsum("kcs,bs->bkc", dirs, shape)
+        R0 = axis_angle_to_matrix(global_orient)
+        rot = torch.cat([(R0 @ full_pose[:, 0])[:, None], full_pose[:, 1:n]], dim=1)
+        parents = m.parents[:n].tolist()
+        levels, depth = [], [0] * n
+        for j in range(1, n):
+            depth[j] = depth[parents[j]] + 1
+        for d in range(max(depth) + 1):
+            levels.append([j for j in range(n) if depth[j] == d])
+        pos, order, GR, Gt = {}, [], [], []
+        for lv in levels:
+            if lv == [0]:
+                GR.append(rot[:, [0]])
+                Gt.append(J[:, [0]])
+            else:
+                par = [parents[j] for j in lv]
+                ppos = [pos[p] for p in par]
+                R_all, t_all = torch.cat(GR, 1), torch.cat(Gt, 1)
+                PR, Pt = R_all[:, ppos], t_all[:, ppos]
+                GR.append(PR @ rot[:, lv])
+                Gt.append((PR @ (J[:, lv] - J[:, par])[..., None])[..., 0] + Pt)
+            for j in lv:
+                pos[j] = len(order)
+                order.append(j)
+        inv = [pos[j] for j in range(n)]
+        GRj, Gtj = torch.cat(GR, 1)[:, inv], torch.cat(Gt, 1)[:, inv]
+        At = Gtj - (GRj @ J[..., None])[..., 0]             # [B,n,3]
+        Wn = W[:, :n]
+        TR = torch.einsum("kj,bjxy->bkxy", Wn, GRj)
+        Tt = torch.einsum("kj,bjc->bkc", Wn, At)
+        pts = (TR @ v[..., None])[..., 0] + Tt
+        t = transl.reshape(-1, 1, 3)
+        return pts + t, Gtj + t
+
+    def landmark_vertex_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vertex ids [L,3], barycentric weights [L,3]) of the face landmarks."""
+        m = self.smplx
+        return m.faces_tensor[m.lmk_faces_idx], m.lmk_bary_coords
 
     def pose_frames(self, fit, motion: Motion | None, start: int, stop: int,
                     device=None) -> torch.Tensor:

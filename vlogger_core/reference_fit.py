@@ -13,11 +13,15 @@ The artist's overrides (scale, offset_x, offset_y, rotation, fov) apply on top o
 """
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from .camera import PerspectiveCamera
+from .motion_params import SMPLX_INDEX, axis_angle_to_matrix, matrix_to_axis_angle
 
 
 @dataclass
@@ -59,3 +63,420 @@ class ReferenceFit:
 
 
 DETECTORS = ["auto", "mediapipe", "opencv", "manual"]
+
+DEFAULT_FOV = 45.0   # diagonal degrees when not overridden: a typical portrait lens
+
+# mediapipe face-mesh index of each iBUG-68 point (the usual correspondence); the body's static
+# landmarks are iBUG 17..67.
+MP_FOR_IBUG68 = [
+    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
+    78, 82, 13, 312, 308, 317, 14, 87,
+]
+MP_STATIC = MP_FOR_IBUG68[17:]            # 51 points, in the body's landmark order
+# mediapipe pose landmark -> SMPL-X joint (mediapipe's left = the person's left, like SMPL-X).
+MP_POSE_JOINTS = {11: "left_shoulder", 12: "right_shoulder", 13: "left_elbow", 14: "right_elbow",
+                  15: "left_wrist", 16: "right_wrist", 23: "left_hip", 24: "right_hip"}
+# iBUG points the OpenCV box path places (eye corners, nose tip, mouth corners), in the Haar
+# box's normalised coordinates ((x - x0) / w, (y - y0) / h): a frontal face's layout, measured
+# with mediapipe inside OpenCV's box on the shipped photo and made left/right symmetric (a box
+# cannot tell a face's asymmetry).
+BOX_LAYOUT = {36: (0.205, 0.385), 39: (0.395, 0.395), 42: (0.605, 0.395), 45: (0.795, 0.385),
+              30: (0.50, 0.62), 48: (0.285, 0.78), 54: (0.715, 0.78)}
+# Joints whose local rotation the fit may change (upper body + head); arms start hanging down.
+FIT_JOINTS = ["spine1", "spine2", "spine3", "neck", "head", "left_collar", "right_collar",
+              "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+              "right_wrist", "jaw"]
+ARMS_DOWN_DEG = 72.0
+MAX_DETECT_SIDE = 1280
+
+
+class FitInputError(ValueError):
+    """A photo the fit cannot use (the node turns it into an artist-facing message)."""
+
+
+# ----------------------------------------------------------------------------- image handling
+def prepare_image(image) -> torch.Tensor:
+    """Any of [H,W], [H,W,1|3|4], [1,H,W,C] (torch or numpy, 0..1 floats or uint8) -> [H,W,3]
+    float 0..1. Grayscale is repeated, alpha dropped (composited over white)."""
+    t = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    t = t.float()
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise FitInputError(f"expected one photo, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.ndim == 2:
+        t = t[..., None]
+    if t.ndim != 3 or t.shape[-1] not in (1, 2, 3, 4):
+        raise FitInputError(f"expected an image [H,W,C] with 1, 3 or 4 channels, got shape "
+                            f"{tuple(t.shape)}")
+    c = t.shape[-1]
+    if c in (2, 4):   # grey+alpha / RGBA: composite over white
+        a = t[..., -1:].clamp(0, 1)
+        t = t[..., :-1] * a + (1 - a)
+    if t.shape[-1] == 1:
+        t = t.repeat(1, 1, 3)
+    h, w = t.shape[:2]
+    if h < 16 or w < 16:
+        raise FitInputError(f"the photo is only {w}x{h} pixels; at least 16x16 is needed "
+                            f"(a face needs about 64x64 to be detected)")
+    if not torch.isfinite(t).all():
+        raise FitInputError("the photo contains NaN or infinite values")
+    return t.clamp(0, 1).contiguous()
+
+
+def _detection_copy(img: torch.Tensor) -> tuple[np.ndarray, float]:
+    """uint8 RGB for the detectors, downscaled so the long side <= MAX_DETECT_SIDE; and the
+    factor that maps its pixel coordinates back to the photo's."""
+    import cv2
+
+    a = (img.cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    h, w = a.shape[:2]
+    s = max(h, w) / MAX_DETECT_SIDE
+    if s > 1:
+        a = cv2.resize(a, (max(1, round(w / s)), max(1, round(h / s))),
+                       interpolation=cv2.INTER_AREA)
+        return a, s
+    return a, 1.0
+
+
+# ----------------------------------------------------------------------------- detectors
+def mediapipe_available() -> bool:
+    try:
+        import mediapipe as mp  # noqa: F401
+        return hasattr(mp, "solutions")
+    except Exception:
+        return False
+
+
+def detect_mediapipe(rgb: np.ndarray) -> dict | None:
+    """Face mesh (478) + pose (33) landmarks in pixels of `rgb`; None if no face was found."""
+    import mediapipe as mp
+
+    h, w = rgb.shape[:2]
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                         refine_landmarks=True,
+                                         min_detection_confidence=0.5) as fm:
+        res = fm.process(rgb)
+    if not res.multi_face_landmarks:
+        return None
+    face = np.array([[p.x * w, p.y * h] for p in res.multi_face_landmarks[0].landmark])
+    pose = None
+    with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pm:
+        pr = pm.process(rgb)
+    if pr.pose_landmarks:
+        pose = np.array([[p.x * w, p.y * h, p.visibility] for p in pr.pose_landmarks.landmark])
+    return {"face": face, "pose": pose}
+
+
+def detect_opencv(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The largest frontal face box (x, y, w, h) from OpenCV's shipped Haar cascades."""
+    import cv2
+
+    gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    m = max(24, min(gray.shape) // 12)
+    for name in ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml"):
+        det = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+        boxes = det.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(m, m))
+        if len(boxes):
+            x, y, bw, bh = max(boxes, key=lambda b: b[2] * b[3])
+            return float(x), float(y), float(bw), float(bh)
+    return None
+
+
+# ----------------------------------------------------------------------------- the optimiser
+def _rest_fit_pose(body) -> torch.Tensor:
+    """[55,3,3] start pose: the body's rest pose with the arms hanging down at the sides."""
+    aa = body.pose_mean.clone()
+    aa[SMPLX_INDEX["left_shoulder"]] = torch.tensor([0, 0, -math.radians(ARMS_DOWN_DEG)])
+    aa[SMPLX_INDEX["right_shoulder"]] = torch.tensor([0, 0, math.radians(ARMS_DOWN_DEG)])
+    aa[SMPLX_INDEX["left_elbow"]] = torch.tensor([0, -0.15, 0])
+    aa[SMPLX_INDEX["right_elbow"]] = torch.tensor([0, 0.15, 0])
+    return axis_angle_to_matrix(aa.to(body.device))
+
+
+def _optimise(body, cam: PerspectiveCamera, face_targets: dict[int, tuple], joint_targets: dict,
+              free_pose: bool, iters: tuple[int, int], device) -> dict:
+    """Minimise 2D reprojection error of landmarks (index into the body's landmark list ->
+    (x, y, weight)) and joints (SMPL-X name -> (x, y, weight)) with priors.
+    Returns the fitted tensors and the final per-landmark pixel errors."""
+    dev = body.device
+    f32 = dict(device=dev, dtype=torch.float32)
+    lmk_vid, lmk_w = body.landmark_vertex_weights()
+    uniq, inv = torch.unique(lmk_vid.reshape(-1), return_inverse=True)
+    inv = inv.reshape(-1, 3)
+    base = _rest_fit_pose(body).to(**f32)
+    jidx = torch.tensor([SMPLX_INDEX[j] for j in FIT_JOINTS], device=dev)
+    L = sorted(face_targets)
+    lt = torch.tensor([face_targets[k][:2] for k in L], **f32)
+    lw = torch.tensor([face_targets[k][2] for k in L], **f32)
+    J = sorted(joint_targets)
+    jt = torch.tensor([joint_targets[k][:2] for k in J], **f32).reshape(-1, 2)
+    jw = torch.tensor([joint_targets[k][2] for k in J], **f32)
+    jsel = torch.tensor([SMPLX_INDEX[k] for k in J], device=dev, dtype=torch.long)
+    Ltensor = torch.tensor(L, device=dev, dtype=torch.long)
+    K = cam.intrinsics().to(**f32)
+    Rc = cam.rotation.to(**f32)
+
+    def project(p):
+        pc = p @ Rc.T
+        z = pc[..., 2:3].clamp_min(1e-3)
+        return pc[..., :2] / z * K[0, 0] + K[:2, 2]
+
+    # --- initial translation: depth from the landmarks' spread, position from their centre
+    betas = torch.zeros(1, body.num_betas, **f32)
+    expr = torch.zeros(1, body.num_expression, **f32)
+    orient = torch.zeros(1, 3, **f32)
+    with torch.no_grad():
+        pts, _ = body.posed_points(uniq, betas, orient, torch.zeros(1, 3, **f32), base[None], expr)
+        lm = (pts[0][inv] * lmk_w[..., None]).sum(1)[Ltensor]
+        spread3 = (lm[:, :2] - lm[:, :2].mean(0)).norm(dim=1).mean()
+        spread2 = (lt - lt.mean(0)).norm(dim=1).mean().clamp_min(1.0)
+        depth = float(K[0, 0] * spread3 / spread2)
+        c2 = (lt * lw[:, None]).sum(0) / lw.sum()
+        c3 = (lm * lw[:, None]).sum(0) / lw.sum()
+        # camera ray through c2 at that depth, in world coordinates (camera at the origin)
+        ray_cam = torch.tensor([(c2[0] - K[0, 2]) / K[0, 0], (c2[1] - K[1, 2]) / K[1, 1], 1.0],
+                               **f32) * depth
+        world = Rc.T @ (ray_cam - cam.translation.to(**f32))
+        transl0 = world - c3
+    transl = transl0[None].clone().requires_grad_(True)
+    orient = orient.clone().requires_grad_(True)
+    betas = betas.clone().requires_grad_(True)
+    expr = expr.clone().requires_grad_(True)
+    dpose = torch.zeros(1, len(FIT_JOINTS), 3, **f32, requires_grad=True)
+    scale = float(spread2) * 2.0     # normalise pixel errors by the face size
+    arkit = body.expression_set == "arkit52"
+
+    def loss_fn(stage: int):
+        R = axis_angle_to_matrix(dpose)
+        pose = base[None].clone()
+        pose[:, jidx] = base[jidx][None] @ R
+        pts, joints = body.posed_points(uniq, betas, orient, transl, pose, expr)
+        lm = (pts[0][inv] * lmk_w[..., None]).sum(1)[Ltensor]
+        e_f = ((project(lm) - lt) / scale).pow(2).sum(-1)
+        loss = (lw * e_f).sum() / lw.sum().clamp_min(1e-6)
+        if len(J):
+            e_j = ((project(joints[0, jsel]) - jt) / scale).pow(2).sum(-1)
+            loss = loss + 0.5 * (jw * e_j).sum() / max(1.0, float(len(J)))
+        loss = loss + 1e-3 * betas.pow(2).sum() + 2e-2 * dpose.pow(2).sum()
+        loss = loss + (1e-3 if arkit else 1e-2) * expr.pow(2).sum()
+        return loss, lm
+
+    stages = [([transl, orient], iters[0], 0.03)]
+    if free_pose:
+        stages.append(([transl, orient, betas, dpose, expr], iters[1], 0.02))
+    else:
+        stages.append(([transl, orient, dpose], iters[1] // 2, 0.01))
+    for si, (params, n, lr) in enumerate(stages):
+        opt = torch.optim.Adam(params, lr=lr)
+        for _ in range(n):
+            opt.zero_grad()
+            loss, _ = loss_fn(si)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                if arkit:
+                    expr.clamp_(0.0, 1.0)
+                transl[0, 2].clamp_(max=-0.05)   # stay in front of the camera
+    with torch.no_grad():
+        loss, lm = loss_fn(len(stages) - 1)
+        err = (project(lm) - lt).norm(dim=-1)
+        R = axis_angle_to_matrix(dpose)
+        pose = base.clone()
+        pose[jidx] = base[jidx] @ R[0]
+    return {"transl": transl.detach()[0], "global_orient": orient.detach()[0],
+            "betas": betas.detach()[0], "expression": expr.detach()[0], "pose": pose.detach(),
+            "loss": float(loss), "landmark_error_px": err.cpu().numpy(),
+            "landmark_ids": L}
+
+
+# ----------------------------------------------------------------------------- public API
+def _targets_from_mediapipe(det: dict, s: float) -> tuple[dict, dict]:
+    face = det["face"] * s
+    ft = {k: (float(face[mp][0]), float(face[mp][1]), 1.0) for k, mp in enumerate(MP_STATIC)}
+    for k in (36 - 17, 39 - 17, 42 - 17, 45 - 17, 30 - 17, 48 - 17, 54 - 17):
+        ft[k] = (ft[k][0], ft[k][1], 3.0)         # the stable points count more
+    jt = {}
+    if det.get("pose") is not None:
+        pose = det["pose"]
+        for i, name in MP_POSE_JOINTS.items():
+            x, y, vis = pose[i]
+            if vis > 0.6:
+                w = 1.0 if "hip" not in name else 0.3   # hip joints sit differently on bodies
+                jt[name] = (float(x * s), float(y * s), w)
+    return ft, jt
+
+
+def _targets_from_box(box) -> dict:
+    x, y, w, h = box
+    return {i - 17: (x + u * w, y + v * h, 1.0) for i, (u, v) in BOX_LAYOUT.items()}
+
+
+def _default_box(width: int, height: int) -> tuple[float, float, float, float]:
+    """Where a head-and-shoulders portrait puts the face: centred, upper third."""
+    side = 0.26 * min(width, height)
+    return (width - side) / 2, 0.33 * height - side / 2, side, side
+
+
+def apply_overrides(fit: "ReferenceFit", body, ov: FitOverrides) -> None:
+    """The artist's corrections: rotation about the body's vertical axis, scale about the
+    camera (moving the body along the ray through its head), offsets in image fractions."""
+    dev = body.device
+    if ov.rotation:
+        Ry = axis_angle_to_matrix(torch.tensor([0.0, math.radians(ov.rotation), 0.0]))
+        R = Ry @ axis_angle_to_matrix(fit.global_orient.cpu())
+        fit.global_orient = matrix_to_axis_angle(R)
+    if ov.scale != 1.0 or ov.offset_x or ov.offset_y:
+        with torch.no_grad():
+            out = body.forward(fit.betas[None].to(dev), fit.global_orient[None].to(dev),
+                               fit.transl[None].to(dev), fit.reference_pose[None].to(dev),
+                               fit.expression[None].to(dev))
+        head = out["joints"][0, SMPLX_INDEX["head"]].cpu()
+        cam = fit.camera
+        Rc, tc = cam.rotation, cam.translation
+        hc = Rc @ head + tc                                   # head in camera coordinates
+        new = hc / max(ov.scale, 1e-3)
+        new = new + torch.tensor([ov.offset_x * cam.width, ov.offset_y * cam.height, 0.0]) \
+            * new[2] / cam.focal
+        fit.transl = fit.transl + Rc.T @ (new - hc)
+
+
+def fit_reference(image, body, detector: str = "auto", overrides: FitOverrides | None = None,
+                  device="cpu", iters: tuple[int, int] = (60, 160)) -> ReferenceFit:
+    """Estimate camera, shape, orientation, translation, reference pose and expression."""
+    if detector not in DETECTORS:
+        raise FitInputError(f"unknown detector {detector!r}; choose one of {DETECTORS}")
+    ov = overrides or FitOverrides()
+    if not (0.05 <= ov.scale <= 20):
+        raise FitInputError(f"scale {ov.scale} is outside 0.05..20")
+    if ov.fov and not (5.0 <= ov.fov <= 150.0):
+        raise FitInputError(f"fov {ov.fov} deg is outside 5..150 (0 = automatic)")
+    img = prepare_image(image)
+    H, W = img.shape[:2]
+    cam = PerspectiveCamera(W, H, ov.fov or DEFAULT_FOV)
+    info: dict = {"warnings": [], "fov_diag_deg": cam.fov_diag_deg,
+                  "fov_source": "override" if ov.fov else "default"}
+    t0 = time.time()
+    rgb, s = _detection_copy(img)
+    info["detection_scale"] = s
+    used, ft, jt, free = None, None, {}, False
+    if detector in ("auto", "mediapipe"):
+        if mediapipe_available():
+            det = detect_mediapipe(rgb)
+            if det is not None:
+                ft, jt = _targets_from_mediapipe(det, s)
+                used, free = "mediapipe", True
+                info["pose_joints_used"] = sorted(jt)
+            elif detector == "mediapipe":
+                raise FitInputError("mediapipe found no face in the photo: use a photo with a "
+                                    "clearly visible face, or detector 'opencv' / 'manual'")
+            else:
+                info["warnings"].append("mediapipe found no face; trying OpenCV")
+        elif detector == "mediapipe":
+            raise FitInputError("mediapipe is not installed (optional extra: pip install "
+                                "mediapipe==0.10.21); use detector 'opencv' or 'manual'")
+        else:
+            info["warnings"].append("mediapipe not installed; using OpenCV")
+    if used is None and detector in ("auto", "opencv"):
+        box = detect_opencv(rgb)
+        if box is not None:
+            box = tuple(v * s for v in box)
+            ft, used = _targets_from_box(box), "opencv"
+            info["face_box"] = [float(v) for v in box]
+        elif detector == "opencv":
+            raise FitInputError("OpenCV found no face in the photo: use a photo with a frontal "
+                                "face, or detector 'manual' and the scale/offset overrides")
+        else:
+            info["warnings"].append("no face found; placed a centred default body (adjust it "
+                                    "with scale / offset_x / offset_y)")
+    if used is None:                      # manual, or auto with nothing found
+        box = _default_box(W, H)
+        ft, used = _targets_from_box(box), "manual"
+        info["face_box"] = [float(v) for v in box]
+    info["detect_seconds"] = round(time.time() - t0, 3)
+    t1 = time.time()
+    r = _optimise(body, cam, ft, jt, free, iters, device)
+    info["fit_seconds"] = round(time.time() - t1, 3)
+    info["landmarks_used"] = [17 + k for k in r["landmark_ids"]]
+    info["detected_landmarks"] = [[ft[k][0], ft[k][1]] for k in r["landmark_ids"]]
+    info["detected_joints"] = {k: [v[0], v[1]] for k, v in jt.items()}
+    info["landmark_error_px"] = float(np.mean(r["landmark_error_px"]))
+    info["landmark_error_max_px"] = float(np.max(r["landmark_error_px"]))
+    fit = ReferenceFit(image=img, camera=cam, betas=r["betas"].cpu(),
+                       global_orient=r["global_orient"].cpu(), transl=r["transl"].cpu(),
+                       reference_pose=r["pose"].cpu(), expression=r["expression"].cpu(),
+                       body_name=body.name, detector=used, info=info)
+    apply_overrides(fit, body, ov)
+    info["overrides"] = dict(scale=ov.scale, offset_x=ov.offset_x, offset_y=ov.offset_y,
+                             rotation=ov.rotation, fov=ov.fov)
+    return fit
+
+
+def project_fit(fit: ReferenceFit, body) -> dict:
+    """The fitted body seen by the fitted camera: pixel positions of vertices, joints and
+    landmarks (for overlays and tests)."""
+    dev = body.device
+    with torch.no_grad():
+        out = body.forward(fit.betas[None].to(dev), fit.global_orient[None].to(dev),
+                           fit.transl[None].to(dev), fit.reference_pose[None].to(dev),
+                           fit.expression[None].to(dev))
+    res = {}
+    for k in ("vertices", "joints", "landmarks"):
+        uv, z = fit.camera.project(out[k][0].cpu())
+        res[k] = uv
+        res[k + "_depth"] = z
+    return res
+
+
+def draw_fit_overlay(fit: ReferenceFit, body, alpha: float = 0.45) -> torch.Tensor:
+    """[H,W,3] float: the photo with the fitted body (shaded, coloured by part, with its
+    silhouette outlined), the body's landmarks (green) and the detected points (red)."""
+    import cv2
+
+    from .rasterizer import rasterize
+
+    img = fit.image.cpu().numpy()
+    H, W = img.shape[:2]
+    p = project_fit(fit, body)
+    uvz = torch.cat([p["vertices"], p["vertices_depth"][:, None]], 1).numpy().astype(np.float32)
+    frags = rasterize(uvz[None], body.faces, W, H)
+    tri = frags.tri_id[0]
+    v = uvz
+    f = body.faces
+    # screen-space shading: how much each triangle faces the camera
+    a = v[f[:, 1], :2] - v[f[:, 0], :2]
+    b = v[f[:, 2], :2] - v[f[:, 0], :2]
+    area = np.abs(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])
+    pal = _part_palette(len(body.part_names))
+    col = pal[body.face_labels] * (0.6 + 0.4 * np.tanh(area * 4))[:, None]
+    out = img.copy()
+    on = tri >= 0
+    out[on] = (1 - alpha) * img[on] + alpha * col[tri[on]]
+    o8 = (np.clip(out, 0, 1) * 255).astype(np.uint8).copy()
+    mask = on.astype(np.uint8)
+    cnts, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    r = max(1, round(max(H, W) / 400))
+    cv2.drawContours(o8, cnts, -1, (255, 255, 0), r)
+    for x, y in fit.info.get("detected_landmarks", []):
+        cv2.circle(o8, (int(x), int(y)), r + 1, (255, 40, 40), -1)
+    for x, y in fit.info.get("detected_joints", {}).values():
+        cv2.circle(o8, (int(x), int(y)), r + 3, (255, 40, 40), -1)
+    for x, y in p["landmarks"].numpy():
+        cv2.circle(o8, (int(x), int(y)), r, (40, 255, 40), -1)
+    for j in MP_POSE_JOINTS.values():
+        x, y = p["joints"][SMPLX_INDEX[j]].numpy()
+        cv2.circle(o8, (int(x), int(y)), r + 2, (40, 255, 40), -1)
+    return torch.from_numpy(o8.astype(np.float32) / 255.0)
+
+
+def _part_palette(n: int) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    pal = rng.uniform(0.25, 1.0, (n, 3)).astype(np.float32)
+    pal[0] = 0
+    return pal
