@@ -151,6 +151,26 @@ def run() -> dict:
                     body.pose_frames(fit, motion, s, s + CHUNK, "cpu")
         out["ms_per_frame_pose_raster_256"] = round(_median_ms(pose_render, FRAMES), 3)
         out["ms_per_frame_pose_only"] = round(_median_ms(pose_only, FRAMES), 3)
+        # Proposed: the same posing through the sparse numba skinning (vlogger_core/skinning.py),
+        # not yet called by BodyModel.pose_frames. Same per-frame parameters as pose_frames.
+        if getattr(body, "_zero_posedirs", False):
+            from vlogger_core.motion_params import SMPLX_INDEX
+            from vlogger_core.skinning import skin_vertices
+            ref = fit.reference_pose.float()
+            idx = torch.tensor([SMPLX_INDEX[j] for j in motion.joints])
+
+            def sparse_pose_render():
+                for s in range(0, FRAMES, CHUNK):
+                    n = min(CHUNK, FRAMES - s)
+                    pose = ref[None].repeat(n, 1, 1, 1)
+                    pose[:, idx] = ref[idx][None] @ motion.rotation_matrices()[s:s + n]
+                    v = skin_vertices(body, fit.betas[None], fit.global_orient[None],
+                                      fit.transl[None], pose,
+                                      fit.expression[None] + motion.expression[s:s + n])
+                    CM.render_maps(v, faces, labels, dense, cam, ref_c, ref_v, parts,
+                                   cull_backfaces=CM.CULL_BODY_BACKFACES)
+            out["ms_per_frame_pose_raster_256_sparse_skinning"] = round(
+                _median_ms(sparse_pose_render, FRAMES), 3)
     else:
         out["ms_per_frame_pose_raster_256"] = None
     # single frame (the row-band split across threads), e.g. the reference-only render
