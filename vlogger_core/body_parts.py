@@ -85,13 +85,15 @@ def vertex_labels(v: np.ndarray, faces: np.ndarray, weights: np.ndarray,
     vlab[lips] = P["lips"]
     vlab[head & in_outer & (v[:, 2] <= mouth_z - 0.06 * iod)] = P["mouth_interior"]
     # Eyebrows: a band along each brow's points (brow points lie on the brow's upper edge).
-    for a, b in ((17, 21), (22, 26)):
+    for (a, b), lids in (((17, 21), (37, 38)), ((22, 26), (43, 44))):
         brow = lm[a - 17:b - 17 + 1]
+        # never down to the upper eyelid: keep clear of the eye's top landmarks
+        lid_y = max(ib(lids[0])[1], ib(lids[1])[1]) + 0.12 * iod
         order = np.argsort(brow[:, 0])
         bx, by = brow[order, 0], brow[order, 1]
         inx = (v[:, 0] >= bx[0] - 0.03 * iod) & (v[:, 0] <= bx[-1] + 0.03 * iod)
         yb = np.interp(v[:, 0], bx, by)
-        band = inx & (v[:, 1] < yb + 0.04 * iod) & (v[:, 1] > yb - 0.10 * iod)
+        band = inx & (v[:, 1] < yb + 0.04 * iod) & (v[:, 1] > np.maximum(yb - 0.10 * iod, lid_y))
         vlab[head & band & (v[:, 2] > ib(39)[2] - 0.25 * iod) & (vlab == P["face_skin"])] = \
             P["eyebrows"]
     # Ears: they stick out sideways; centre = the most lateral head points between brow and

@@ -1,0 +1,136 @@
+"""Body nodes: load a body model (shipped Anny bake or the user's SMPL-X files) and fit it to the
+reference photo (camera, shape, pose, expression) with a debug overlay."""
+from __future__ import annotations
+
+import os
+
+import folder_paths
+import torch
+from comfy_api.latest import io, ui
+
+from vlogger_core.body_model import DEFAULT_BODY, BodyFileError, list_bodies, load_body
+from vlogger_core.reference_fit import (DETECTORS, FitInputError, FitOverrides,
+                                        draw_fit_overlay, fit_reference)
+
+from .common import device, input_error, interrupt_check
+
+FOLDER = "vlogger_body"
+folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "body"))
+SMPLX_DIR = os.path.join(folder_paths.models_dir, "smplx")
+
+Body = io.Custom("VLOGGER_BODY")
+Fit = io.Custom("VLOGGER_FIT")
+
+
+def body_dirs() -> list[str]:
+    """Folders searched for user SMPL-X .npz files: models/vlogger/body (and any extra paths
+    registered for 'vlogger_body') plus ComfyUI's usual models/smplx."""
+    dirs = list(folder_paths.get_folder_paths(FOLDER))
+    if SMPLX_DIR not in dirs:
+        dirs.append(SMPLX_DIR)
+    return dirs
+
+
+class BodyModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VLOGGER_BodyModelLoader",
+            display_name="VLOGGER Body Model Loader",
+            category="VLOGGER/body",
+            description=(
+                "Loads the expressive 3D body that VLOGGER fits to the photo, poses and renders. "
+                "'anny_smplx' is the shipped default (the open Anny model baked to the SMPL-X "
+                "format, 52 ARKit face expressions, no licence wall). Your own SMPL-X files "
+                "(e.g. SMPLX_NEUTRAL.npz) appear here when placed in models/vlogger/body or "
+                "models/smplx; only .npz is accepted (no pickle)."),
+            inputs=[io.Combo.Input(
+                "body", options=list_bodies(body_dirs()), default=DEFAULT_BODY,
+                tooltip="Which body: the shipped 'anny_smplx', or an SMPL-X .npz from "
+                        "models/vlogger/body or models/smplx.")],
+            outputs=[Body.Output("body", tooltip="The body model (faces, part labels, "
+                                                 "expression set) for the fit and renderers.")],
+        )
+
+    @classmethod
+    def execute(cls, body) -> io.NodeOutput:
+        try:
+            return io.NodeOutput(load_body(body, device(), body_dirs()))
+        except BodyFileError as e:
+            raise input_error("VLOGGER_BodyModelLoader", "body", str(e),
+                              "pick 'anny_smplx' or replace the file with a valid SMPL-X .npz "
+                              "(v_template, f, shapedirs, posedirs, J_regressor, weights, ...)")
+
+
+class FitReference(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="VLOGGER_FitReference",
+            display_name="VLOGGER Fit Reference Photo",
+            category="VLOGGER/body",
+            description=(
+                "Fits the body to the reference photo: camera (diagonal field of view), body "
+                "shape, orientation and position, upper-body pose and face expression, so the "
+                "rendered body lines up with the person. 'auto' uses mediapipe's face, pose and "
+                "hand landmarks when installed, else OpenCV's face detector, else a centred "
+                "default. The overlay shows the fitted mesh over the photo (green dots: the "
+                "body's landmarks, red: detected ones); fix a bad fit with the override inputs."),
+            inputs=[
+                io.Image.Input("image", tooltip="The reference photo (one image; RGBA and "
+                                                "grayscale are accepted)."),
+                Body.Input("body", tooltip="The body model to fit (VLOGGER_BodyModelLoader)."),
+                io.Combo.Input("detector", options=DETECTORS, default="auto",
+                               tooltip="auto: mediapipe if installed and it finds a face, else "
+                                       "OpenCV, else a centred default. mediapipe: full "
+                                       "landmark fit. opencv: face box only. manual: no "
+                                       "detection, place the body with the overrides."),
+                io.Float.Input("scale", default=1.0, min=0.05, max=20.0, step=0.01,
+                               tooltip="Artist correction: >1 makes the body bigger in the "
+                                       "image (moves it towards the camera), <1 smaller."),
+                io.Float.Input("offset_x", default=0.0, min=-2.0, max=2.0, step=0.005,
+                               tooltip="Artist correction: move the body right (+) or left (-) "
+                                       "by this fraction of the image width."),
+                io.Float.Input("offset_y", default=0.0, min=-2.0, max=2.0, step=0.005,
+                               tooltip="Artist correction: move the body down (+) or up (-) "
+                                       "by this fraction of the image height."),
+                io.Float.Input("rotation", default=0.0, min=-180.0, max=180.0, step=0.5,
+                               tooltip="Artist correction: turn the body about its vertical "
+                                       "axis, degrees (+ turns towards its left)."),
+                io.Float.Input("fov", default=0.0, min=0.0, max=150.0, step=0.5,
+                               tooltip="Diagonal field of view of the photo's camera in "
+                                       "degrees; 0 = automatic (45, a typical portrait lens)."),
+            ],
+            outputs=[Fit.Output("fit", tooltip="The reference fit (camera, shape, pose, "
+                                               "expression) for the renderers."),
+                     io.Image.Output("overlay", tooltip="The fitted body drawn over the photo, "
+                                                        "to check the fit at a glance.")],
+        )
+
+    @classmethod
+    def execute(cls, image, body, detector, scale, offset_x, offset_y, rotation,
+                fov) -> io.NodeOutput:
+        node = "VLOGGER_FitReference"
+        if image.ndim == 4 and image.shape[0] > 1:
+            raise input_error(node, "image", f"got a batch of {image.shape[0]} images",
+                              "connect one photo (use ImageFromBatch to pick one)")
+        if fov and fov < 5.0:
+            raise input_error(node, "fov", f"{fov} degrees is too narrow",
+                              "use 0 (automatic) or a value between 5 and 150")
+        interrupt_check()
+        ov = FitOverrides(scale, offset_x, offset_y, rotation, fov)
+        try:
+            fit = fit_reference(image[0] if image.ndim == 4 else image, body, detector, ov,
+                                device())
+        except FitInputError as e:
+            which = "detector" if "found no face" in str(e) or "not installed" in str(e) \
+                else "image"
+            fix = ("try detector 'opencv' or 'manual' and place the body with scale/offset"
+                   if which == "detector" else "connect an RGB photo of a person, at least "
+                                               "64x64 pixels")
+            raise input_error(node, which, str(e), fix)
+        overlay = draw_fit_overlay(fit, body)[None].clamp(0, 1).to(torch.float32)
+        return io.NodeOutput(fit, overlay, ui=ui.PreviewImage(overlay, cls=cls))
+
+
+NODES = [BodyModelLoader, FitReference]
