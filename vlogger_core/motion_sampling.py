@@ -1,8 +1,9 @@
 """Sampling motion from speech with the stage-1 model: seeded, guided, any length.
 
 Long audio is generated in causal windows of `window` frames (model fps). Each window after the
-first starts with `context` frames copied (clean, flagged known) from the previous window's
-output, so the new frames continue the motion: memory is bounded by the window, not the clip,
+first overlaps the previous one by `context` frames: most are copied (clean, flagged known)
+from the previous output so the new frames continue the motion, and the last `blend` are
+regenerated and cross-faded, so the hand-over is a ramp, not a step: memory is bounded by the window, not the clip,
 and the causal model never needs frames it has not generated. The DDIM schedule and CFG run
 per window; one torch.Generator seeded once draws all noise, so a seed fixes the whole motion.
 Artist controls scale the sampled residuals afterwards (see apply_controls).
@@ -36,6 +37,7 @@ class SampleSettings:
     guidance: float = 1.0          # 1 = no classifier-free guidance (2x faster)
     window: int = 256              # frames at the model fps
     context: int = 32
+    blend: int = 8                 # of the context frames, how many are cross-faded
     expression_intensity: float = 1.0
     head_motion: float = 1.0
     gesture_amount: float = 1.0
@@ -106,18 +108,28 @@ def sample_motion(model: MotionDiffusion, wave16k: torch.Tensor, fps: float,
         starts.append(starts[-1] + W - C)
     total = len(starts) * settings.steps
     out = torch.empty(n_model, model.config.motion_dim, device=device)
+    blend = min(settings.blend, C // 2)
     done = 0
     for w, s in enumerate(starts):
         e = min(s + W, n_model)
-        ctx = out[s:s + C] if w > 0 else out[:0]
+        # The first C - blend context frames are held as known; the last `blend` ones are
+        # generated again and cross-faded with the previous window's version, so the hand-over
+        # is a ramp rather than a step.
+        held = C - blend if w > 0 else 0
+        ctx = out[s:s + held]
         base = done
 
         def on_step(k, base=base):
             check(interrupt)
             report(progress, base + k, total)
 
-        out[s:e] = _denoise_window(model, feats[s:e], ctx, settings.steps, settings.guidance,
-                                   settings.sampler, gen, device, on_step)
+        new = _denoise_window(model, feats[s:e], ctx, settings.steps, settings.guidance,
+                              settings.sampler, gen, device, on_step)
+        if w > 0 and blend:
+            ramp = (torch.arange(1, blend + 1, device=device, dtype=new.dtype) / (blend + 1))[:, None]
+            a, b = s + held, s + C
+            new[held:C] = out[a:b] * (1 - ramp) + new[held:C] * ramp
+        out[s:e] = new
         done += settings.steps
     x = model.denormalize_motion(out).cpu()
     c = model.config
