@@ -48,7 +48,7 @@ class BodyModelLoader(io.ComfyNode):
                 "body", options=list_bodies(body_dirs()), default=DEFAULT_BODY,
                 tooltip="Which body: the shipped 'anny_smplx', or an SMPL-X .npz from "
                         "models/vlogger/body or models/smplx.")],
-            outputs=[Body.Output("body", tooltip="The body model (faces, part labels, "
+            outputs=[Body.Output("body_model", tooltip="The body model (faces, part labels, "
                                                  "expression set) for the fit and renderers.")],
         )
 
