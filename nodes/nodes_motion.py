@@ -159,7 +159,7 @@ class MotionPreview(io.ComfyNode):
             inputs=[MotionType.Input("motion", tooltip="A VLOGGER motion (from the sampler or Load Motion)."),
                     io.Audio.Input("audio", optional=True, tooltip="Optional speech to draw its envelope under the mouth track."),
                     io.Int.Input("width", default=1200, min=400, max=4096, step=8, tooltip="Plot width in pixels."),
-                    io.Int.Input("height", default=800, min=300, max=4096, step=8, tooltip="Plot height in pixels.")],
+                    io.Int.Input("height", default=800, min=256, max=4096, step=8, tooltip="Plot height in pixels.")],
             outputs=[io.Image.Output("plot", tooltip="The plot as an image.")],
             is_output_node=True,
         )
