@@ -55,7 +55,10 @@ class BodyModelLoader(io.ComfyNode):
     @classmethod
     def execute(cls, body) -> io.NodeOutput:
         try:
-            return io.NodeOutput(load_body(body, device(), body_dirs()))
+            # ComfyUI runs nodes in inference mode; the fit optimises through the body, so its
+            # buffers must be ordinary tensors
+            with torch.inference_mode(False):
+                return io.NodeOutput(load_body(body, device(), body_dirs()))
         except BodyFileError as e:
             raise input_error("VLOGGER_BodyModelLoader", "body", str(e),
                               "pick 'anny_smplx' or replace the file with a valid SMPL-X .npz "
@@ -120,8 +123,9 @@ class FitReference(io.ComfyNode):
         interrupt_check()
         ov = FitOverrides(scale, offset_x, offset_y, rotation, fov)
         try:
-            fit = fit_reference(image[0] if image.ndim == 4 else image, body, detector, ov,
-                                device())
+            photo = image[0] if image.ndim == 4 else image
+            with torch.inference_mode(False), torch.enable_grad():  # the fit is an optimisation
+                fit = fit_reference(photo.clone(), body, detector, ov, device())
         except FitInputError as e:
             which = "detector" if "found no face" in str(e) or "not installed" in str(e) \
                 else "image"
