@@ -102,7 +102,7 @@ class FitInputError(ValueError):
 def prepare_image(image) -> torch.Tensor:
     """Any of [H,W], [H,W,1|3|4], [1,H,W,C] (torch or numpy, 0..1 floats or uint8) -> [H,W,3]
     float 0..1. Grayscale is repeated, alpha dropped (composited over white)."""
-    t = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)
+    t = image if torch.is_tensor(image) else torch.from_numpy(np.array(image))
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
     t = t.float()
@@ -326,7 +326,8 @@ def _default_box(width: int, height: int) -> tuple[float, float, float, float]:
 
 def apply_overrides(fit: "ReferenceFit", body, ov: FitOverrides) -> None:
     """The artist's corrections: rotation about the body's vertical axis, scale about the
-    camera (moving the body along the ray through its head), offsets in image fractions."""
+    camera (moving the body along the ray through its face, so the face keeps its place and
+    grows by `scale`), offsets in image fractions (exact at the face's depth)."""
     dev = body.device
     if ov.rotation:
         Ry = axis_angle_to_matrix(torch.tensor([0.0, math.radians(ov.rotation), 0.0]))
@@ -337,10 +338,10 @@ def apply_overrides(fit: "ReferenceFit", body, ov: FitOverrides) -> None:
             out = body.forward(fit.betas[None].to(dev), fit.global_orient[None].to(dev),
                                fit.transl[None].to(dev), fit.reference_pose[None].to(dev),
                                fit.expression[None].to(dev))
-        head = out["joints"][0, SMPLX_INDEX["head"]].cpu()
+        face = out["landmarks"][0].mean(0).cpu()          # anchor: the face's centre
         cam = fit.camera
         Rc, tc = cam.rotation, cam.translation
-        hc = Rc @ head + tc                                   # head in camera coordinates
+        hc = Rc @ face + tc                                   # face in camera coordinates
         new = hc / max(ov.scale, 1e-3)
         new = new + torch.tensor([ov.offset_x * cam.width, ov.offset_y * cam.height, 0.0]) \
             * new[2] / cam.focal

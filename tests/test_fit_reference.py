@@ -1,0 +1,147 @@
+"""Reference fit on the shipped photo (examples/astronaut.png, NASA public domain) with every
+detector; geometry (the fitted head projects into the detected face); overrides; bad images."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlogger_core import body_model as bm
+from vlogger_core import reference_fit as rf
+from vlogger_core.motion_params import SMPLX_INDEX
+from vlogger_core.paths import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def body():
+    return bm.load_body(bm.DEFAULT_BODY, "cpu")
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def fits(body, photo):
+    out = {"opencv": rf.fit_reference(photo, body, "opencv")}
+    if rf.mediapipe_available():
+        out["mediapipe"] = rf.fit_reference(photo, body, "mediapipe")
+    return out
+
+
+def _face_size(fit):
+    pts = np.array(fit.info["detected_landmarks"])
+    return float(np.ptp(pts[:, 0]))
+
+
+def test_opencv_fit_lands_on_the_face(body, fits, photo):
+    fit = fits["opencv"]
+    assert fit.detector == "opencv" and fit.info["face_box"] is not None
+    x, y, w, h = fit.info["face_box"]
+    p = rf.project_fit(fit, body)
+    # the fitted body's landmarks land near the box-derived targets
+    assert fit.info["landmark_error_px"] < 0.08 * w
+    # the head joint projects inside the detected face box, the pelvis far below it
+    hx, hy = p["joints"][SMPLX_INDEX["head"]].tolist()
+    assert x < hx < x + w and y < hy < y + h + 0.5 * h
+    assert p["joints"][SMPLX_INDEX["pelvis"], 1] > y + 2 * h
+    assert fit.camera.width == photo.shape[1] and fit.camera.height == photo.shape[0]
+    assert fit.reference_pose.shape == (55, 3, 3) and fit.expression.shape == (52,)
+
+
+def test_mediapipe_fit_matches_detected_landmarks(body, fits):
+    if "mediapipe" not in fits:
+        pytest.skip("mediapipe (optional extra) not installed")
+    fit = fits["mediapipe"]
+    assert fit.detector == "mediapipe"
+    face = _face_size(fit)
+    p = rf.project_fit(fit, body)
+    det = np.array(fit.info["detected_landmarks"])
+    got = p["landmarks"].numpy()[np.array(fit.info["landmarks_used"]) - 17]
+    err = np.linalg.norm(got - det, axis=1)
+    assert err.mean() < 0.05 * face and np.median(err) < 0.04 * face
+    # shoulders (if detected) are matched within a fraction of the shoulder width
+    dj = fit.info["detected_joints"]
+    if "left_shoulder" in dj and "right_shoulder" in dj:
+        width = abs(dj["left_shoulder"][0] - dj["right_shoulder"][0])
+        for s in ("left_shoulder", "right_shoulder"):
+            e = np.linalg.norm(p["joints"][SMPLX_INDEX[s]].numpy() - np.array(dj[s]))
+            assert e < 0.25 * width, s
+    # the person's left shoulder is on the image's right (they face the camera)
+    assert p["joints"][SMPLX_INDEX["left_shoulder"], 0] > p["joints"][SMPLX_INDEX["right_shoulder"], 0]
+
+
+def test_detectors_agree(body, fits):
+    if "mediapipe" not in fits:
+        pytest.skip("mediapipe (optional extra) not installed")
+    a = rf.project_fit(fits["opencv"], body)["landmarks"].numpy()
+    b = rf.project_fit(fits["mediapipe"], body)["landmarks"].numpy()
+    face = _face_size(fits["mediapipe"])
+    for i in (36, 45, 30, 48, 54):     # eye corners, nose tip, mouth corners
+        assert np.linalg.norm(a[i - 17] - b[i - 17]) < 0.2 * face, i
+
+
+def test_manual_and_overrides(body, photo):
+    base = rf.fit_reference(photo, body, "manual")
+    assert base.detector == "manual"
+    p0 = rf.project_fit(base, body)
+    head0 = p0["joints"][SMPLX_INDEX["head"]]
+    assert abs(head0[0].item() - photo.shape[1] / 2) < 0.1 * photo.shape[1]   # centred
+    moved = rf.fit_reference(photo, body, "manual",
+                             rf.FitOverrides(scale=1.5, offset_x=0.1, offset_y=-0.05))
+    p1 = rf.project_fit(moved, body)
+    f0, f1 = p0["landmarks"].mean(0), p1["landmarks"].mean(0)      # the face's centre
+    assert f1[0] - f0[0] == pytest.approx(0.1 * photo.shape[1], abs=2.0)
+    assert f1[1] - f0[1] == pytest.approx(-0.05 * photo.shape[0], abs=2.0)
+    span0 = np.ptp(p0["landmarks"].numpy()[:, 0])
+    span1 = np.ptp(p1["landmarks"].numpy()[:, 0])
+    assert span1 / span0 == pytest.approx(1.5, rel=0.05)
+    turned = rf.fit_reference(photo, body, "manual", rf.FitOverrides(rotation=30.0))
+    p2 = rf.project_fit(turned, body)
+    # turning towards its left moves the nose towards the image's right
+    assert p2["landmarks"][30 - 17, 0] > p0["landmarks"][30 - 17, 0] + 3
+    wide = rf.fit_reference(photo, body, "manual", rf.FitOverrides(fov=70.0))
+    assert wide.camera.fov_diag_deg == 70.0
+
+
+def test_overlay(body, fits, photo):
+    fit = fits.get("mediapipe", fits["opencv"])
+    ov = rf.draw_fit_overlay(fit, body)
+    assert ov.shape == (photo.shape[0], photo.shape[1], 3) and ov.dtype == torch.float32
+    diff = (ov - torch.from_numpy(np.array(photo)).float() / 255).abs().sum(-1)
+    x, y, w, h = (fit.info.get("face_box") or [200, 80, 90, 90])
+    assert diff[int(y):int(y + h), int(x):int(x + w)].mean() > 0.1   # the face is drawn on
+    assert diff[:20, :20].mean() < 0.02                                # the corner is not
+
+
+def test_image_formats(body, photo):
+    gray = photo.mean(-1).astype(np.uint8)
+    fit = rf.fit_reference(gray, body, "opencv")
+    assert fit.image.shape == (512, 512, 3)
+    rgba = np.concatenate([photo, np.full(photo.shape[:2] + (1,), 255, np.uint8)], -1)
+    fit = rf.fit_reference(torch.from_numpy(rgba).float()[None] / 255, body, "opencv")
+    assert fit.image.shape == (512, 512, 3) and fit.detector == "opencv"
+    big = np.asarray(Image.fromarray(photo).resize((4000, 4000)))    # downscaled for detection
+    fit = rf.fit_reference(big, body, "opencv")
+    assert fit.info["detection_scale"] > 3 and fit.camera.width == 4000
+    x, y, w, h = fit.info["face_box"]
+    hx, hy = rf.project_fit(fit, body)["joints"][SMPLX_INDEX["head"]].tolist()
+    assert x < hx < x + w and y < hy < y + 1.5 * h
+
+
+def test_bad_images(body):
+    with pytest.raises(rf.FitInputError, match="1x1"):
+        rf.fit_reference(np.zeros((1, 1, 3), np.uint8), body, "opencv")
+    with pytest.raises(rf.FitInputError, match="channels"):
+        rf.fit_reference(np.zeros((64, 64, 5), np.float32), body, "opencv")
+    with pytest.raises(rf.FitInputError, match="batch"):
+        rf.fit_reference(torch.zeros(2, 64, 64, 3), body, "opencv")
+    blank = np.full((256, 256, 3), 128, np.uint8)                   # no person
+    with pytest.raises(rf.FitInputError, match="found no face"):
+        rf.fit_reference(blank, body, "opencv")
+    fit = rf.fit_reference(blank, body, "auto")                     # documented fallback
+    assert fit.detector == "manual" and fit.info["warnings"]
+    with pytest.raises(rf.FitInputError, match="detector"):
+        rf.fit_reference(blank, body, "yolo")
