@@ -16,11 +16,16 @@ def test_pack_registers_nodes(comfy):
     # logs an error and drops its nodes: catch that here)
     declared = set()
     for f in sorted((REPO / "nodes").glob("nodes_*.py")):
-        for n in ast.walk(ast.parse(f.read_text())):
+        tree = ast.parse(f.read_text())
+        consts = {t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                  and isinstance(n.value, ast.Constant) for t in n.targets if isinstance(t, ast.Name)}
+        for n in ast.walk(tree):
             if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "Schema":
                 for kw in n.keywords:
                     if kw.arg == "node_id" and isinstance(kw.value, ast.Constant):
                         declared.add(kw.value.value)
+                    elif kw.arg == "node_id" and isinstance(kw.value, ast.Name):
+                        declared.add(consts[kw.value.id])
     assert declared <= set(nodes), f"declared but not registered: {sorted(declared - set(nodes))}"
 
 
