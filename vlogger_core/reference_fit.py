@@ -407,7 +407,8 @@ def fit_reference(image, body, detector: str = "auto", overrides: FitOverrides |
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        r = _optimise(body, cam, ft, jt, free, iters, device)
+        with torch.inference_mode(False), torch.enable_grad():   # callers may run no-grad
+            r = _optimise(body, cam, ft, jt, free, iters, device)
     finally:
         torch.set_num_threads(threads)
     info["fit_seconds"] = round(time.time() - t1, 3)
