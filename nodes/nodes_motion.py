@@ -112,6 +112,8 @@ class MotionSampler(io.ComfyNode):
                              tooltip="Frames carried from one window into the next so windows join without seams."),
                 io.Combo.Input("sampler", options=["ddim", "dpm"], default="ddim",
                                tooltip="Diffusers scheduler: DDIM or DPM-Solver++."),
+                io.Boolean.Input("add_blinks", default=True,
+                                 tooltip="Overlay natural blinks (12-22/min, seeded) drawn from the training corpus' blink prior. The shipped model rarely blinks by itself (see its model card); turn off to get the model's output only."),
             ],
             outputs=[MotionType.Output("motion", tooltip="Per-frame motion (expression + 6D pose residuals), with fps and parameter names.")],
         )
@@ -119,7 +121,7 @@ class MotionSampler(io.ComfyNode):
     @classmethod
     def execute(cls, audio, motion_model, fps, seed, steps, guidance, expression_intensity,
                 head_motion, gesture_amount, window_frames=256, context_frames=32,
-                sampler="ddim") -> io.NodeOutput:
+                sampler="ddim", add_blinks=True) -> io.NodeOutput:
         node = "VLOGGER_MotionSampler"
         if not (isinstance(fps, (int, float)) and math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
             raise input_error(node, "fps", f"{fps} is out of range", f"use {MIN_FPS:g}-{MAX_FPS:g} (24, 25 or 30 are usual)")
@@ -137,7 +139,8 @@ class MotionSampler(io.ComfyNode):
                               f"use at least {MIN_SECONDS} s of speech")
         settings = SampleSettings(seed=seed, steps=steps, guidance=guidance, window=window_frames,
                                   context=context_frames, expression_intensity=expression_intensity,
-                                  head_motion=head_motion, gesture_amount=gesture_amount, sampler=sampler)
+                                  head_motion=head_motion, gesture_amount=gesture_amount, sampler=sampler,
+                                  add_blinks=add_blinks)
         mfps = motion_model.config.fps
         n_model = max(1, round(wave.shape[0] / speech_io.MODEL_SAMPLE_RATE * mfps))
         windows = 1 + max(0, math.ceil((n_model - window_frames) / (window_frames - context_frames)))

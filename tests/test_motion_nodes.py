@@ -16,7 +16,7 @@ LOADER = {"class_type": "VLOGGER_MotionModelLoader", "inputs": {"model": "vlogge
 def _sampler(audio_ref, fps=25.0, steps=6, seed=0, **kw):
     inputs = {"audio": audio_ref, "motion_model": ["m", 0], "fps": fps, "seed": seed, "steps": steps,
               "guidance": 1.0, "expression_intensity": 1.0, "head_motion": 1.0, "gesture_amount": 1.0,
-              "window_frames": 256, "context_frames": 32, "sampler": "ddim"}
+              "window_frames": 256, "context_frames": 32, "sampler": "ddim", "add_blinks": True}
     inputs.update(kw)
     return {"class_type": "VLOGGER_MotionSampler", "inputs": inputs}
 

@@ -88,6 +88,20 @@ def _peaks(score: np.ndarray, fps: float, min_gap_s: float, thresh: float) -> li
     return sorted(chosen)
 
 
+def blink_track(n: int, fps: float, rng: np.random.Generator) -> np.ndarray:
+    """[n] eyelid closure 0..1: Poisson blinks at 12-22/min, 100-400 ms, fast close, slow open."""
+    duration = n / fps
+    rate = rng.uniform(12, 22) / 60.0
+    blink = np.zeros(n, np.float32)
+    s = rng.exponential(1 / rate) * 0.5
+    while s < duration:
+        dur = float(np.clip(rng.lognormal(np.log(0.2), 0.3), 0.1, 0.4))
+        amp = 1.0 if rng.random() > 0.1 else rng.uniform(0.6, 0.9)
+        blink = np.maximum(blink, amp * _bump(n, fps, s + 0.35 * dur, 0.35 * dur, 0.65 * dur))
+        s += dur + rng.exponential(1 / rate)
+    return blink
+
+
 def synth_motion(timeline: PhonemeTimeline, wave16k: torch.Tensor, fps: float,
                  rng: np.random.Generator) -> Motion:
     """One plausible motion for this utterance ([N] = round(duration * fps) frames)."""
@@ -125,14 +139,7 @@ def synth_motion(timeline: PhonemeTimeline, wave16k: torch.Tensor, fps: float,
     expr[:, EX["cheekSquintRight"]] = 0.4 * smile
 
     # --- blinks: Poisson onsets, 100-400 ms, fast close / slower open
-    rate = rng.uniform(12, 22) / 60.0
-    blink = np.zeros(n, np.float32)
-    s = rng.exponential(1 / rate) * 0.5
-    while s < duration:
-        dur = float(np.clip(rng.lognormal(np.log(0.2), 0.3), 0.1, 0.4))
-        amp = 1.0 if rng.random() > 0.1 else rng.uniform(0.6, 0.9)
-        blink = np.maximum(blink, amp * _bump(n, fps, s + 0.35 * dur, 0.35 * dur, 0.65 * dur))
-        s += dur + rng.exponential(1 / rate)
+    blink = blink_track(n, fps, rng)
     expr[:, EX["eyeBlinkLeft"]] = blink
     expr[:, EX["eyeBlinkRight"]] = blink * rng.uniform(0.95, 1.0)
 

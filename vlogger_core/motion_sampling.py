@@ -42,6 +42,7 @@ class SampleSettings:
     head_motion: float = 1.0
     gesture_amount: float = 1.0
     sampler: str = "ddim"          # "ddim" or "dpm"
+    add_blinks: bool = False       # overlay blinks from the corpus' blink prior (seeded)
 
 
 def _scheduler(model: MotionDiffusion, kind: str):
@@ -138,8 +139,26 @@ def sample_motion(model: MotionDiffusion, wave16k: torch.Tensor, fps: float,
     motion.expression = motion.expression.clamp(0, 1) if c.expression_set == "arkit52" else motion.expression
     n_out = num_frames(wave16k.shape[0], fps)
     motion = resample_motion(motion, fps, n_out)
+    if settings.add_blinks:
+        motion = add_prior_blinks(motion, settings.seed)
     return apply_controls(motion, settings.expression_intensity, settings.head_motion,
                           settings.gesture_amount)
+
+
+def add_prior_blinks(motion: Motion, seed: int) -> Motion:
+    """Overlay (max) seeded blinks from the same prior the training corpus used. The shipped
+    model under-produces these rare, sharp events (see models/motion/MODEL_CARD.md), so the
+    sampler node offers this as an explicit, documented option; metrics are reported without."""
+    if motion.expression_set != "arkit52":
+        return motion
+    import numpy as np
+    from .motion_priors import blink_track
+    b = torch.from_numpy(blink_track(motion.num_frames, motion.fps, np.random.default_rng(int(seed) + 17)))
+    expr = motion.expression.clone()
+    for name in ("eyeBlinkLeft", "eyeBlinkRight"):
+        i = ARKIT52.index(name)
+        expr[:, i] = torch.maximum(expr[:, i], b)
+    return Motion(motion.fps, motion.expression_set, expr, motion.rot6d, list(motion.joints))
 
 
 def _scale_rotations(r6: torch.Tensor, k: float) -> torch.Tensor:
