@@ -112,7 +112,7 @@ class MotionSampler(io.ComfyNode):
                              tooltip="Frames carried from one window into the next so windows join without seams."),
                 io.Combo.Input("sampler", options=["ddim", "dpm"], default="ddim",
                                tooltip="Diffusers scheduler: DDIM or DPM-Solver++."),
-                io.Boolean.Input("add_blinks", default=True,
+                io.Boolean.Input("add_blinks", default=True, optional=True,
                                  tooltip="Overlay natural blinks (12-22/min, seeded) drawn from the training corpus' blink prior. The shipped model rarely blinks by itself (see its model card); turn off to get the model's output only."),
             ],
             outputs=[MotionType.Output("motion", tooltip="Per-frame motion (expression + 6D pose residuals), with fps and parameter names.")],

@@ -150,7 +150,10 @@ class ComfyClient:
         if r.status_code == 400:
             raise PromptRejected(r.json())
         r.raise_for_status()
-        return r.json()["prompt_id"]
+        body = r.json()
+        if body.get("node_errors"):  # ComfyUI runs the valid outputs and drops the rest
+            raise PromptRejected(body)
+        return body["prompt_id"]
 
     def wait(self, prompt_id: str, timeout: float = 900.0) -> RunResult:
         """Poll /history until the prompt finished (success or error)."""
