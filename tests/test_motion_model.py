@@ -209,3 +209,16 @@ def test_sampler_rejects_bad_settings():
         sample_motion(m, speechlike(1.0), 500.0)
     with pytest.raises(ValueError, match="context"):
         sample_motion(m, speechlike(1.0), 25.0, SampleSettings(window=16, context=16))
+
+
+def test_pose_smoothing_touches_only_body_rotations():
+    from vlogger_core.motion_sampling import smooth_pose
+    from vlogger_core.motion_params import MOTION_JOINTS
+    x = torch.zeros(20, 52 + 47 * 6)
+    x[1::2] = 1.0                                   # alternate every frame: worst-case jitter
+    y = smooth_pose(x, 52, MOTION_JOINTS, 2)
+    head = 52 + 6 * MOTION_JOINTS.index("head")
+    jaw = 52 + 6 * MOTION_JOINTS.index("jaw")
+    assert torch.equal(y[:, :52], x[:, :52]) and torch.equal(y[:, jaw:jaw + 6], x[:, jaw:jaw + 6])
+    assert y[2:-2, head].diff().abs().max() < 0.01  # the alternation is filtered out
+    assert torch.allclose(y[2:-2, head], torch.full((16,), 0.5), atol=1e-6)
