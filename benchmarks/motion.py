@@ -26,7 +26,6 @@ def _speech(seconds: float) -> torch.Tensor:
 
 
 def run() -> dict:
-    torch.set_num_threads(2)
     model = load_motion_model(str(SHIPPED_MODELS / "motion" / "vlogger_motion_default.safetensors"))
     wave = _speech(SECONDS)
     sample_motion(model, wave[:16000 * 2], FPS, SampleSettings(steps=2))   # warm-up
@@ -38,6 +37,6 @@ def run() -> dict:
         out[key] = round(SECONDS / dt, 2)
         out[f"seconds_{key}"] = round(dt, 3)
     out.update({"frames": mo.num_frames, "fps": FPS, "steps": STEPS, "audio_seconds": SECONDS,
-                "model_params": model.num_parameters(), "threads": torch.get_num_threads(),
+                "model_params": model.num_parameters(), "threads": SampleSettings().cpu_threads,
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
     return out
