@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import compositor_kernels as kernels
+
 MOUTH_PARTS = ("mouth_interior", "teeth", "tongue")
 
 
@@ -117,22 +119,6 @@ def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.nda
     return np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
 
 
-def _extend_flow(flow: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Smoothly extend a flow known where weight > 0: normalised Gaussian convolution.
-    Returns the extended flow and its support (0 far from any known value, 1 near it).
-    The result is smooth at the scale of sigma, so it is computed on a 4x smaller grid."""
-    h, w = weight.shape
-    k = 4 if min(h, w) >= 64 else 1
-    small = (max(1, w // k), max(1, h // k))
-    fw = cv2.resize(np.dstack([flow * weight[..., None], weight]), small, interpolation=cv2.INTER_AREA)
-    fw = cv2.GaussianBlur(fw, (0, 0), sigma / k)
-    fw = cv2.resize(fw, (w, h), interpolation=cv2.INTER_LINEAR)
-    wb = fw[..., 2]
-    ext = fw[..., :2] / np.maximum(wb, 1e-6)[..., None]
-    support = np.clip(wb / 0.05, 0, 1)
-    return ext, support
-
-
 def composite_frame(ref: CompositorReference, body: np.ndarray, src_xy: np.ndarray,
                     src_valid: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
                     identity: np.ndarray) -> np.ndarray:
@@ -143,21 +129,21 @@ def composite_frame(ref: CompositorReference, body: np.ndarray, src_xy: np.ndarr
     visible in the photo; part_index [H,W]: semantic label ids (part_ids: name -> id);
     identity [H,W,2]: the photo pixel each output pixel shows when nothing moves.
     """
-    known = body & src_valid
-    flow = np.where(known[..., None], src_xy - identity, 0).astype(np.float32)
-    ext, support = _extend_flow(flow, known.astype(np.float32), sigma=max(2.0, body.shape[1] / 40))
-    # body pixels seen in the photo use their exact source; everything else the smooth field,
-    # fading to no motion far from the body (the background stays put)
-    final = np.where(known[..., None], flow, ext * support[..., None])
-    maps = (identity + final).astype(np.float32)
-    person = cv2.remap(ref.photo, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
-                       borderMode=cv2.BORDER_REPLICATE)
-    p_alpha = cv2.remap(ref.person_mask, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    p_alpha = np.maximum(p_alpha, cv2.GaussianBlur(body.astype(np.float32), (0, 0), 0.7))
-    person = _paint_mouth(person, part_index, part_ids, ref)
-    out = ref.plate * (1 - p_alpha[..., None]) + person * p_alpha[..., None]
-    return np.clip(out, 0, 1)
+    h, w = body.shape
+    known = np.empty((h, w, 3), np.float32)
+    kernels.known_flow(body, src_valid, src_xy, identity, known)
+    # Extend the flow of the seen body pixels smoothly around them (normalised Gaussian
+    # convolution; smooth at the scale of sigma, so computed on a 4x smaller grid): hair,
+    # clothes and whatever the photo never showed move with the nearby body.
+    k = 4 if min(h, w) >= 64 else 1
+    sigma = max(2.0, w / 40)
+    small = cv2.resize(known, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
+    ext = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h),
+                     interpolation=cv2.INTER_LINEAR)
+    out = np.empty((h, w, 3), np.float32)
+    kernels.warp_composite(body, src_valid, src_xy, identity, ext, ref.photo,
+                           ref.person_mask[..., None], ref.plate, out)
+    return _paint_mouth(out, part_index, part_ids, ref)
 
 
 def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],

@@ -184,9 +184,22 @@ def _engine() -> _Espeak:
         return _ENGINE
 
 
+_VOICES: list[str] | None = None
+
+
 def list_voices(prefix: str = "") -> list[str]:
-    """Voice names espeak accepts: languages ('en-us') and language+variant ('en-us+f3')."""
-    eng = _engine()
+    """Voice names espeak accepts: languages ('en-us') and language+variant ('en-us+f3'),
+    each checked by asking espeak to select it (some listed variants are refused)."""
+    global _VOICES
+    if _VOICES is None:
+        eng = _engine()
+        with eng.lock:
+            _VOICES = [v for v in _candidate_voices(eng)
+                       if eng.lib.espeak_SetVoiceByName(v.encode()) == 0]
+    return [n for n in _VOICES if n.startswith(prefix)]
+
+
+def _candidate_voices(eng: "_Espeak") -> list[str]:
     langs, variants = [], []
     for ident, lang, name in eng.voices():
         if ident.startswith("!v/") or "variant" in ident:
@@ -196,7 +209,7 @@ def list_voices(prefix: str = "") -> list[str]:
     names = sorted(set(langs))
     en = [n for n in names if n.startswith("en")]
     names += [f"{l}+{v}" for l in ("en-us", "en-gb") if l in en for v in sorted(set(variants))]
-    return [n for n in names if n.startswith(prefix)]
+    return names
 
 
 def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50,

@@ -1,0 +1,68 @@
+"""Numba kernels of the frame compositor's per-pixel work (one pass each, rows in parallel)."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def _bilinear(img, x, y, c, clamp):
+    """img [H,W,C] sampled at index coordinates (x, y); clamp: replicate the border, else 0."""
+    h, w = img.shape[0], img.shape[1]
+    if not clamp and (x < -1.0 or y < -1.0 or x > w or y > h):
+        return 0.0
+    x = min(max(x, 0.0), w - 1.0)
+    y = min(max(y, 0.0), h - 1.0)
+    x0, y0 = int(x), int(y)
+    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    fx, fy = x - x0, y - y0
+    top = img[y0, x0, c] * (1 - fx) + img[y0, x1, c] * fx
+    bot = img[y1, x0, c] * (1 - fx) + img[y1, x1, c] * fx
+    return top * (1 - fy) + bot * fy
+
+
+@njit(parallel=True, cache=True)
+def known_flow(body, valid, src_xy, identity, out):
+    """out [H,W,3] = (flow x * known, flow y * known, known): the input of the flow extension."""
+    h, w = body.shape
+    for y in prange(h):
+        for x in range(w):
+            if body[y, x] and valid[y, x]:
+                out[y, x, 0] = src_xy[y, x, 0] - identity[y, x, 0]
+                out[y, x, 1] = src_xy[y, x, 1] - identity[y, x, 1]
+                out[y, x, 2] = 1.0
+            else:
+                out[y, x, 0] = 0.0
+                out[y, x, 1] = 0.0
+                out[y, x, 2] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def warp_composite(body, valid, src_xy, identity, ext, photo, person_mask, plate, out):
+    """Each output pixel samples the photo where its surface point was (body pixels seen in
+    the photo) or along the smoothly extended flow (ext: blurred known_flow, fading to no
+    motion far from the body), and composites the person over the background plate."""
+    h, w = body.shape
+    for y in prange(h):
+        for x in range(w):
+            if body[y, x] and valid[y, x]:
+                mx, my = src_xy[y, x, 0], src_xy[y, x, 1]
+            else:
+                wgt = ext[y, x, 2]
+                mx, my = identity[y, x, 0], identity[y, x, 1]
+                if wgt > 1e-6:
+                    s = min(1.0, wgt / 0.05) / wgt
+                    mx += ext[y, x, 0] * s
+                    my += ext[y, x, 1] * s
+            pa = _bilinear(person_mask, mx, my, 0, False)
+            # a soft edge on the body itself (3x3 average of coverage)
+            cov = 0.0
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
+                    cov += 1.0 if body[yy, xx] else 0.0
+            pa = max(pa, cov / 9.0)
+            for c in range(3):
+                col = _bilinear(photo, mx, my, c, True)
+                v = plate[y, x, c] * (1.0 - pa) + col * pa
+                out[y, x, c] = min(max(v, 0.0), 1.0)
