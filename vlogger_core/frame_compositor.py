@@ -41,13 +41,24 @@ class CompositorReference:
 
 
 def person_mask_from_silhouette(photo: np.ndarray, silhouette: np.ndarray,
-                                iterations: int = 4) -> np.ndarray:
+                                iterations: int = 4, max_side: int = 320) -> np.ndarray:
     """GrabCut the person out of the photo, seeded by the body's rendered silhouette.
 
     photo [H,W,3] float 0..1; silhouette [H,W] bool (the fitted body rendered in the reference
-    pose at the photo's resolution). Returns a soft mask [H,W] float32.
+    pose at the photo's resolution). Returns a soft mask [H,W] float32. GrabCut runs on a copy
+    whose long side is at most max_side (its cost grows with the pixel count; the mask is
+    smooth at that scale anyway) and the mask is scaled back.
     """
     h, w = silhouette.shape
+    if max(h, w) > max_side:
+        s = max_side / max(h, w)
+        sw, sh = max(1, round(w * s)), max(1, round(h * s))
+        small = person_mask_from_silhouette(
+            cv2.resize(photo, (sw, sh), interpolation=cv2.INTER_AREA),
+            cv2.resize(silhouette.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0,
+            iterations, max_side)
+        return np.maximum(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR),
+                          silhouette.astype(np.float32))
     sil = silhouette.astype(np.uint8)
     if sil.sum() < 16:  # nothing to seed from: everything is background
         return np.zeros((h, w), np.float32)
