@@ -53,7 +53,8 @@ class StreamingMP4Writer:
                 import torchaudio.functional as AF  # no 3x copy of a 10-minute track
                 a = AF.resample(a, self.rate, AUDIO_RATE)
                 self.rate = AUDIO_RATE
-            self.audio = a.clamp(-1, 1).numpy().astype(np.float32)
+            # no copy of the track: a 10-minute speech is ~40 MB; chunks are clipped as encoded
+            self.audio = a.detach().cpu().numpy()
             self.astream = self.container.add_stream("aac", rate=self.rate)
             self.astream.layout = "mono"
             self.audio_pos = 0
@@ -98,8 +99,9 @@ class StreamingMP4Writer:
         chunk = 1024  # AAC frame size
         while self.audio_pos < end:
             stop = min(self.audio_pos + chunk, end)
-            af = av.AudioFrame.from_ndarray(self.audio[:, self.audio_pos:stop], format="fltp",
-                                            layout="mono")
+            af = av.AudioFrame.from_ndarray(
+                np.clip(self.audio[:, self.audio_pos:stop], -1, 1).astype(np.float32),
+                format="fltp", layout="mono")
             af.sample_rate = self.rate
             af.pts = self.audio_pos
             af.time_base = Fraction(1, self.rate)
