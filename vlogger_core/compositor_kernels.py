@@ -22,14 +22,18 @@ def _bilinear(img, x, y, c, clamp):
 
 
 @njit(parallel=True, cache=True)
-def known_flow(body, valid, src_xy, identity, out):
-    """out [H,W,3] = (flow x * known, flow y * known, known): the input of the flow extension."""
-    h, w = body.shape
+def known_flow(tri, attrs, face_labels, identity, out, labels):
+    """From one frame's raster (tri [H,W] triangle ids, attrs [H,W,3] = photo x, photo y,
+    seen-in-photo): out [H,W,3] = (flow x * known, flow y * known, known), the input of the
+    flow extension, and labels [H,W] the semantic part of each pixel (0 = background)."""
+    h, w = tri.shape
     for y in prange(h):
         for x in range(w):
-            if body[y, x] and valid[y, x]:
-                out[y, x, 0] = src_xy[y, x, 0] - identity[y, x, 0]
-                out[y, x, 1] = src_xy[y, x, 1] - identity[y, x, 1]
+            t = tri[y, x]
+            labels[y, x] = face_labels[t] if t >= 0 else 0
+            if t >= 0 and attrs[y, x, 2] > 0.999:
+                out[y, x, 0] = attrs[y, x, 0] - identity[y, x, 0]
+                out[y, x, 1] = attrs[y, x, 1] - identity[y, x, 1]
                 out[y, x, 2] = 1.0
             else:
                 out[y, x, 0] = 0.0
@@ -38,15 +42,15 @@ def known_flow(body, valid, src_xy, identity, out):
 
 
 @njit(parallel=True, cache=True)
-def warp_composite(body, valid, src_xy, identity, ext, photo, person_mask, plate, out):
+def warp_composite(tri, attrs, identity, ext, photo, person_mask, plate, out):
     """Each output pixel samples the photo where its surface point was (body pixels seen in
     the photo) or along the smoothly extended flow (ext: blurred known_flow, fading to no
     motion far from the body), and composites the person over the background plate."""
-    h, w = body.shape
+    h, w = tri.shape
     for y in prange(h):
         for x in range(w):
-            if body[y, x] and valid[y, x]:
-                mx, my = src_xy[y, x, 0], src_xy[y, x, 1]
+            if tri[y, x] >= 0 and attrs[y, x, 2] > 0.999:
+                mx, my = attrs[y, x, 0], attrs[y, x, 1]
             else:
                 wgt = ext[y, x, 2]
                 mx, my = identity[y, x, 0], identity[y, x, 1]
@@ -60,7 +64,7 @@ def warp_composite(body, valid, src_xy, identity, ext, photo, person_mask, plate
             for dy in range(-1, 2):
                 for dx in range(-1, 2):
                     yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
-                    cov += 1.0 if body[yy, xx] else 0.0
+                    cov += 1.0 if tri[yy, xx] >= 0 else 0.0
             pa = max(pa, cov / 9.0)
             for c in range(3):
                 col = _bilinear(photo, mx, my, c, True)

@@ -130,19 +130,21 @@ def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.nda
     return np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
 
 
-def composite_frame(ref: CompositorReference, body: np.ndarray, src_xy: np.ndarray,
-                    src_valid: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
+def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray,
+                    face_labels: np.ndarray, part_ids: dict[str, int],
                     identity: np.ndarray) -> np.ndarray:
-    """One output frame [H, W, 3] float32.
+    """One output frame [H, W, 3] float32 from one frame's raster.
 
-    body [H,W] bool: the posed body covers the pixel; src_xy [H,W,2]: photo pixel (index
-    coordinates) of the surface point under each body pixel; src_valid [H,W]: that point was
-    visible in the photo; part_index [H,W]: semantic label ids (part_ids: name -> id);
-    identity [H,W,2]: the photo pixel each output pixel shows when nothing moves.
+    tri [H,W]: triangle id under each pixel (-1 = background); attrs [H,W,3]: per pixel, the
+    photo position (index coordinates x, y) of the surface point and whether the photo saw it
+    (1) or not (0), interpolated from the vertices; face_labels [F]: part id per triangle
+    (part_ids: name -> id); identity [H,W,2]: the photo pixel each output pixel shows when
+    nothing moves.
     """
-    h, w = body.shape
+    h, w = tri.shape
     known = np.empty((h, w, 3), np.float32)
-    kernels.known_flow(body, src_valid, src_xy, identity, known)
+    labels = np.empty((h, w), np.uint8)
+    kernels.known_flow(tri, attrs, face_labels, identity, known, labels)
     # Extend the flow of the seen body pixels smoothly around them (normalised Gaussian
     # convolution; smooth at the scale of sigma, so computed on a 4x smaller grid): hair,
     # clothes and whatever the photo never showed move with the nearby body.
@@ -152,9 +154,9 @@ def composite_frame(ref: CompositorReference, body: np.ndarray, src_xy: np.ndarr
     ext = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h),
                      interpolation=cv2.INTER_LINEAR)
     out = np.empty((h, w, 3), np.float32)
-    kernels.warp_composite(body, src_valid, src_xy, identity, ext, ref.photo,
-                           ref.person_mask[..., None], ref.plate, out)
-    return _paint_mouth(out, part_index, part_ids, ref)
+    kernels.warp_composite(tri, attrs, identity, ext, ref.photo, ref.person_mask[..., None],
+                           ref.plate, out)
+    return _paint_mouth(out, labels, part_ids, ref)
 
 
 def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],

@@ -73,12 +73,10 @@ class TalkingVideoRenderer:
         pts = control_maps.project(self.camera, verts)
         frags = rasterizer.rasterize(pts, self.faces, self.width, self.height)
         attrs = rasterizer.interpolate(frags, self.attrs)                 # [n,H,W,3]
-        labels = rasterizer.face_label_map(frags, self.labels)
         frames = np.empty((len(verts), self.height, self.width, 3), np.float32)
         for i in range(len(verts)):
-            frames[i] = composite_frame(self.reference, frags.tri_id[i] >= 0, attrs[i, ..., :2],
-                                        attrs[i, ..., 2] > 0.999, labels[i], self.part_ids,
-                                        self.identity)
+            frames[i] = composite_frame(self.reference, frags.tri_id[i], attrs[i], self.labels,
+                                        self.part_ids, self.identity)
         return frames
 
     def render_windows(self, motion: Motion, window: int = 48, progress: Progress = None,
