@@ -349,7 +349,7 @@ def apply_overrides(fit: "ReferenceFit", body, ov: FitOverrides) -> None:
 
 
 def fit_reference(image, body, detector: str = "auto", overrides: FitOverrides | None = None,
-                  device="cpu", iters: tuple[int, int] = (60, 160)) -> ReferenceFit:
+                  device="cpu", iters: tuple[int, int] = (40, 100)) -> ReferenceFit:
     """Estimate camera, shape, orientation, translation, reference pose and expression."""
     if detector not in DETECTORS:
         raise FitInputError(f"unknown detector {detector!r}; choose one of {DETECTORS}")
