@@ -174,9 +174,10 @@ def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, in
     y0, y1 = max(0, ys.min() - pad), min(mouth.shape[0], ys.max() + pad + 1)
     x0, x1 = max(0, xs.min() - pad), min(mouth.shape[1], xs.max() + pad + 1)
     lab, m = part_index[y0:y1, x0:x1], mouth[y0:y1, x0:x1].astype(np.float32)
-    cavity = np.clip(ref.lip_color * 0.28, 0, 1)
+    # a dark, reddish cavity (the lips' own hue, darkened; green and blue more than red)
+    cavity = np.clip(ref.lip_color * np.array([0.45, 0.2, 0.22], np.float32), 0, 1)
     layers = {"mouth_interior": cavity,
-              "tongue": np.clip(ref.lip_color * 0.75 + np.array([0.08, 0, 0], np.float32), 0, 1),
+              "tongue": np.clip(ref.lip_color * np.array([0.8, 0.42, 0.45], np.float32), 0, 1),
               "teeth": np.array([0.86, 0.84, 0.78], np.float32)}
     paint = np.zeros(lab.shape + (3,), np.float32)
     for name, pid in ids.items():
