@@ -48,3 +48,15 @@ def test_entrypoint_is_v3_only():
     src = (REPO / "__init__.py").read_text()
     assert "NODE_CLASS_MAPPINGS" not in src  # the loader would ignore comfy_entrypoint
     assert "comfy_entrypoint" in src and 'WEB_DIRECTORY = "./web"' in src
+
+
+def test_every_node_has_a_current_help_page(comfy):
+    """The frontend fetches /extensions/<pack>/docs/<NodeId>.md for a custom node's help;
+    the pages are generated from the schemas (scripts/make_node_docs.py) and must not drift."""
+    import requests
+
+    from make_node_docs import page
+    for name, spec in vlogger_nodes(comfy.object_info()).items():
+        r = requests.get(f"{comfy.url}/extensions/ComfyUI-VLOGGER/docs/{name}.md", timeout=30)
+        assert r.status_code == 200, f"{name}: no help page (run scripts/make_node_docs.py)"
+        assert r.text == page(name, spec), f"{name}: help page is stale (run scripts/make_node_docs.py)"
