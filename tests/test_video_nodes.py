@@ -3,15 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from make_tiny_video_model import make_all
-
 
 @pytest.fixture(scope="module")
 def tiny_models(comfy):
-    video_dir = comfy.models_dir / "vlogger" / "video"
-    ckpt = comfy.models_dir / "checkpoints" / "tiny-random-sd1.safetensors"
-    if not (video_dir / "tiny-random-sd" / "config.json").exists():
-        make_all(video_dir, sd_checkpoint=ckpt)
+    video_dir = comfy.models_dir / "vlogger" / "video"   # made by conftest before the server started
     (comfy.models_dir / "checkpoints" / "not-sd.safetensors").write_bytes(
         (comfy.models_dir / "vlogger" / "video" / "tiny-random-sr64" / "trained_parts.safetensors").read_bytes())
     return video_dir
