@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comfyui_browser import browser_page, missing_node_types, open_workflow_file, serialize_graph  # noqa: E402
 from comfyui_server import ComfyServer  # noqa: E402
+from make_tiny_video_model import make_test_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,7 +53,9 @@ def build(names: list[str]) -> None:
     api_files = sorted((REPO / "workflows" / "api").glob("*.json"))
     if names:
         api_files = [p for p in api_files if p.stem in names]
-    server = ComfyServer().start()
+    server = ComfyServer()
+    make_test_models(server.models_dir)   # the diffusion workflow names the tests' tiny models
+    server.start()
     try:
         with browser_page(server.url) as page:
             for api in api_files:

@@ -102,6 +102,19 @@ def make_all(out: Path, sd_checkpoint: Path | None = None, num_parts: int = DEFA
     return made
 
 
+TINY_SD_CHECKPOINT = "tiny-random-sd1.safetensors"
+
+
+def make_test_models(models_dir: Path) -> Path:
+    """The tiny random folders in a ComfyUI models dir (models/vlogger/video + a tiny SD1-format
+    checkpoint in models/checkpoints), as the tests and the shipped diffusion workflow expect.
+    Idempotent."""
+    video_dir = Path(models_dir) / "vlogger" / "video"
+    if not (video_dir / "tiny-random-sd" / "config.json").exists():
+        make_all(video_dir, sd_checkpoint=Path(models_dir) / "checkpoints" / TINY_SD_CHECKPOINT)
+    return video_dir
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)

@@ -12,6 +12,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
 from comfyui_server import ComfyClient, ComfyServer, load_api_workflow  # noqa: E402
+from make_tiny_video_model import make_test_models  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -32,26 +33,13 @@ class Comfy(ComfyClient):
 
 _SERVER: ComfyServer | None = None
 
-TINY_SD_CHECKPOINT = "tiny-random-sd1.safetensors"
-
-
-def make_tiny_models(models_dir: Path) -> Path:
-    """TINY RANDOM video/SR model folders (noise, never results) in models/vlogger/video and a
-    tiny SD1-format checkpoint in models/checkpoints, so the shipped diffusion workflow and the
-    video tests run through the real server without downloads."""
-    from make_tiny_video_model import make_all
-
-    video_dir = models_dir / "vlogger" / "video"
-    if not (video_dir / "tiny-random-sd" / "config.json").exists():
-        make_all(video_dir, sd_checkpoint=models_dir / "checkpoints" / TINY_SD_CHECKPOINT)
-    return video_dir
-
 
 @pytest.fixture(scope="session")
 def comfy_server():
     global _SERVER
     server = ComfyServer()
-    make_tiny_models(server.models_dir)   # before start, so the loaders' lists include them
+    # TINY RANDOM video models (noise, never results) before start, so the loaders list them
+    make_test_models(server.models_dir)
     server.start()
     _SERVER = server
     yield server
