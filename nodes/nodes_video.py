@@ -6,6 +6,7 @@ tests, whose output is noise, not a result.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from vlogger_core.video_writer import StreamingMP4Writer
 
 from .common import device, input_error, interrupt_check, progress_callback
 from .nodes_output import audio_mono, output_path
+
+log = logging.getLogger("VLOGGER")
 
 FOLDER = "vlogger_video"
 folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "video"))
@@ -287,7 +290,8 @@ class SuperResolution(io.ComfyNode):
                 io.Image.Input("images", tooltip="Frames at the stage's input resolution (e.g. 128x128)."),
                 *SAMPLING_INPUTS(),
                 io.Int.Input("tile", default=0, min=0, max=4096, step=8,
-                             tooltip="Tile size in output pixels (0 = whole frame). Smaller uses less memory."),
+                             tooltip="Tile size in output pixels (0 = whole frame). Smaller uses less memory; "
+                                     "on out-of-memory the tile is halved automatically (logged)."),
                 io.Int.Input("tile_overlap", default=32, min=0, max=2048, step=8,
                              tooltip="Pixels neighbouring tiles share and blend (at most half the tile)."),
                 io.Int.Input("window_overlap", default=0, min=0, max=256, optional=True,
@@ -316,7 +320,8 @@ class SuperResolution(io.ComfyNode):
         chunks = sr_windows(images.shape[0], s.num_frames, window_overlap)
         out = super_resolve(sr_model, to_bchw(images[..., :3]), steps=steps, seed=seed, scheduler=scheduler,
                             tile=tile, overlap=tile_overlap, chunk_overlap=window_overlap,
-                            progress=progress_callback(chunks * steps), interrupt=interrupt_check)
+                            progress=progress_callback(chunks * steps), interrupt=interrupt_check,
+                            log=lambda m: log.warning("[%s] %s", node, m))
         return io.NodeOutput(to_image(out))
 
 
@@ -350,7 +355,8 @@ class DiffusionVideo(io.ComfyNode):
                 io.Int.Input("sr_steps", default=20, min=1, max=500, optional=True,
                              tooltip="Denoising steps of each SR stage."),
                 io.Int.Input("sr_tile", default=0, min=0, max=4096, step=8, optional=True,
-                             tooltip="SR tile size in output pixels (0 = whole frame)."),
+                             tooltip="SR tile size in output pixels (0 = whole frame); halved "
+                                     "automatically on out-of-memory (logged)."),
                 io.Int.Input("sr_window_overlap", default=1, min=0, max=256, optional=True,
                              tooltip="Frames each SR window re-uses from the previous one (0 = independent windows)."),
                 io.Float.Input("fps", default=24.0, min=1.0, max=120.0, step=1.0,
@@ -405,7 +411,8 @@ class DiffusionVideo(io.ComfyNode):
                                            scheduler=scheduler, guidance=guidance, sr_stages=stages,
                                            sr_steps=sr_steps, sr_tile=sr_tile, sr_tile_overlap=min(32, sr_tile // 2),
                                            sr_window_overlap=sr_window_overlap,
-                                           progress=bar, interrupt=interrupt_check):
+                                           progress=bar, interrupt=interrupt_check,
+                                           log=lambda m: log.warning("[%s] %s", node, m)):
                 writer.write(to_image(frames))
         return io.NodeOutput(path, ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
 

@@ -181,9 +181,10 @@ def test_sr_windows_join_and_stream_like_one_shot(sr):
     assert torch.equal(torch.cat(parts), whole) and whole.shape == (8, 3, 64, 64)
     assert [p.shape[0] for p in parts] == [3, 2, 2, 1]   # N=3 then N-1 new frames per window
     # a window's known frames come out exactly as given (held, not regenerated)
-    from vlogger_core.super_resolution import _sr_window
+    from vlogger_core.super_resolution import TilePlan, _sr_window
     known = whole[2:3] * 2 - 1
-    x0 = _sr_window(sr, frames[2:5], torch.Generator().manual_seed(0), "ddim", 2, 0, 0, known, None, None, 0, 2)
+    x0 = _sr_window(sr, frames[2:5], torch.Generator().manual_seed(0), "ddim", 2, TilePlan(sr, 0, 0), known,
+                    None, None, 0, 2)
     assert torch.equal(x0[:1], known) and not torch.equal(x0[1:2], known)
     with pytest.raises(ValueError, match="chunk_overlap"):
         super_resolve(sr, frames, steps=1, chunk_overlap=3)
@@ -235,3 +236,36 @@ def test_real_controls_dataclass_is_taken_and_sliced_per_window(video):
     assert lazy.shape == (9, 3, 32, 32) and torch.equal(lazy, eager)
     with pytest.raises(ValueError, match="channels"):
         sample_clip(video, ref, _controls(4, 32, N_C + 1), steps=1)
+
+
+class _MemoryLimited(torch.nn.Module):
+    """An SR model on a device that cannot hold frames wider than `limit` pixels: the forward
+    raises torch's real out-of-memory error type above it (an OOM cannot be provoked safely on
+    this machine, so it is injected at the one place it would occur)."""
+
+    def __init__(self, model, limit: int):
+        super().__init__()
+        self.inner, self.limit, self.calls = model, limit, []
+        self.spec, self.multiple = model.spec, model.multiple
+
+    def forward(self, x, t, low_up, n):
+        self.calls.append(x.shape[-1])
+        if x.shape[-1] > self.limit:
+            raise torch.OutOfMemoryError(f"simulated: {x.shape[-1]} px > {self.limit}")
+        return self.inner(x, t, low_up, n)
+
+
+def test_sr_halves_the_tile_on_out_of_memory_and_keeps_it(sr):
+    from vlogger_core.super_resolution import TilePlan
+    frames = torch.rand(5, 3, 32, 32)
+    limited = _MemoryLimited(sr, limit=32)
+    messages = []
+    plan = TilePlan(limited, 0, 32, messages.append)
+    out = super_resolve(limited, frames, steps=2, seed=3, chunk_overlap=1, plan=plan)
+    # untiled 64 px failed once, then 32-px tiles (overlap 32 -> 8) for the rest of the run
+    assert plan.tile == 32 and plan.overlap == 8 and plan.halvings == 1
+    assert limited.calls.count(64) == 1 and messages and "32-pixel tiles" in messages[0]
+    assert torch.equal(out, super_resolve(sr, frames, steps=2, seed=3, chunk_overlap=1, tile=32, overlap=8))
+    # nothing fits: a clear error, not a loop
+    with pytest.raises(MemoryError, match="even with"):
+        super_resolve(_MemoryLimited(sr, limit=4), frames, steps=1, seed=0)

@@ -20,8 +20,9 @@ def diffusion_frames(model: VideoDiffusionModel, reference: torch.Tensor, contro
                      steps: int = 25, seed: int = 0, scheduler: str = "ddim", guidance: float = 1.0,
                      sr_stages: Sequence[SuperResolutionModel] = (), sr_steps: int = 20, sr_tile: int = 0,
                      sr_tile_overlap: int = 32, sr_window_overlap: int = 0, total_frames: int | None = None,
-                     progress: Progress = None, interrupt: Interrupt = None) -> Iterator[torch.Tensor]:
-    """Yield RGB 0..1 frame batches [F, 3, H, W] at the last stage's resolution, in order."""
+                     progress: Progress = None, interrupt: Interrupt = None, log=None) -> Iterator[torch.Tensor]:
+    """Yield RGB 0..1 frame batches [F, 3, H, W] at the last stage's resolution, in order.
+    `log(message)` hears about SR tiles halved after an out-of-memory error."""
     if total_frames is None:
         total_frames = control_layout(controls)[0] if (torch.is_tensor(controls) or hasattr(controls, "select")) \
             else len(controls)
@@ -51,5 +52,6 @@ def diffusion_frames(model: VideoDiffusionModel, reference: torch.Tensor, contro
     for k, sr in enumerate(sr_stages, start=1):
         frames = super_resolve_stream(sr, frames, steps=sr_steps, seed=seed + k, scheduler=scheduler,
                                       tile=sr_tile, overlap=sr_tile_overlap, chunk_overlap=sr_window_overlap,
-                                      total_frames=total, progress=stage_progress(k), interrupt=interrupt)
+                                      total_frames=total, progress=stage_progress(k), interrupt=interrupt,
+                                      log=log)
     yield from frames

@@ -108,6 +108,46 @@ def tiled_eps(model: SuperResolutionModel, x, t, low_up, num_frames: int, tile: 
     return out / weight
 
 
+_OOM = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, _OOM) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+class TilePlan:
+    """The tile size in use for one run. On out-of-memory the tile is halved (down to the model's
+    size multiple) and the step retried; the smaller tile is kept for the rest of the run, so a
+    long video does not hit the same failure window after window."""
+
+    def __init__(self, model: "SuperResolutionModel", tile: int, overlap: int, log=None):
+        self.model, self.tile, self.overlap, self.log = model, tile, overlap, log
+        self.halvings = 0
+
+    def eps(self, x, t, low_up, num_frames: int):
+        while True:
+            try:
+                return tiled_eps(self.model, x, t, low_up, num_frames, self.tile, self.overlap)
+            except Exception as e:
+                if not is_out_of_memory(e):
+                    raise
+                self._halve(max(x.shape[-2:]), e)
+
+    def _halve(self, size: int, err: BaseException) -> None:
+        m = self.model.multiple
+        current = self.tile if 0 < self.tile < size else size
+        new = (current // 2) // m * m
+        if new < m or new < 8:
+            raise MemoryError(f"out of memory even with {current}-pixel SR tiles ({err}); free memory "
+                              f"(fewer frames per window, a smaller model, or the CPU)") from err
+        self.tile, self.overlap = new, min(self.overlap, new // 4)
+        self.halvings += 1
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if self.log:
+            self.log(f"SR ran out of memory; retrying with {new}-pixel tiles (overlap {self.overlap})")
+
+
 def check_tiling(model: SuperResolutionModel, tile: int, overlap: int) -> None:
     if tile <= 0:
         return
@@ -133,7 +173,7 @@ def sr_windows(total: int, num_frames: int, chunk_overlap: int) -> int:
 
 
 @torch.no_grad()
-def _sr_window(model, lo, gen, sched_name, steps, tile, overlap, known, progress, interrupt, done, total):
+def _sr_window(model, lo, gen, sched_name, steps, plan: TilePlan, known, progress, interrupt, done, total):
     """One window of low-res frames lo (0..1) -> x0 in -1..1; the first len(known) frames are held
     to `known` (previous window's outputs) by re-noising, as in temporal outpainting."""
     s = model.spec
@@ -149,7 +189,7 @@ def _sr_window(model, lo, gen, sched_name, steps, tile, overlap, known, progress
         x[:k] = sched.add_noise(known, x[:k], sched.timesteps[:1])
     for i, t in enumerate(sched.timesteps):
         check(interrupt)
-        eps = tiled_eps(model, sched.scale_model_input(x, t), t, low_up, n, tile, overlap)
+        eps = plan.eps(sched.scale_model_input(x, t), t, low_up, n)
         x = sched.step(eps, t, x).prev_sample
         if k:
             if i + 1 < len(sched.timesteps):
@@ -164,11 +204,13 @@ def _sr_window(model, lo, gen, sched_name, steps, tile, overlap, known, progress
 def super_resolve_stream(model: SuperResolutionModel, frames: Iterable[torch.Tensor], *, steps: int = 20,
                          seed: int = 0, scheduler: str = "ddim", tile: int = 0, overlap: int = 32,
                          chunk_overlap: int = 0, total_frames: int | None = None, progress: Progress = None,
-                         interrupt: Interrupt = None) -> Iterator[torch.Tensor]:
+                         interrupt: Interrupt = None, plan: TilePlan | None = None,
+                         log=None) -> Iterator[torch.Tensor]:
     """Upscale a stream of low-res frame batches (RGB 0..1 [F, 3, in, in]), yielding RGB 0..1
     [F', 3, out, out] batches in order as soon as each window is done. With chunk_overlap k > 0
     every window after the first re-uses the last k upscaled frames as known frames, so the
-    windows join without a jump (temporal outpainting for SR); memory stays flat."""
+    windows join without a jump (temporal outpainting for SR); memory stays flat. On
+    out-of-memory the tile is halved and the step retried (`plan` / `log` report it)."""
     s = model.spec
     n = s.num_frames
     if not 0 <= chunk_overlap < n:
@@ -176,6 +218,7 @@ def super_resolve_stream(model: SuperResolutionModel, frames: Iterable[torch.Ten
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     check_tiling(model, tile, overlap)
+    plan = plan or TilePlan(model, tile, overlap, log)
     gen = torch.Generator().manual_seed(int(seed))
     total_steps = steps * sr_windows(total_frames, n, chunk_overlap) if total_frames else 0
     pending: list[torch.Tensor] = []
@@ -185,7 +228,7 @@ def super_resolve_stream(model: SuperResolutionModel, frames: Iterable[torch.Ten
     def window(new_lo):
         nonlocal prev_lo, prev_hi, w
         lo = new_lo if prev_lo is None else torch.cat([prev_lo, new_lo.to(prev_lo)])
-        x0 = _sr_window(model, lo, gen, scheduler, steps, tile, overlap, prev_hi, progress, interrupt,
+        x0 = _sr_window(model, lo, gen, scheduler, steps, plan, prev_hi, progress, interrupt,
                         w * steps, total_steps or (w + 1) * steps)
         w += 1
         k = chunk_overlap
@@ -205,9 +248,11 @@ def super_resolve_stream(model: SuperResolutionModel, frames: Iterable[torch.Ten
 
 def super_resolve(model: SuperResolutionModel, frames: torch.Tensor, *, steps: int = 20, seed: int = 0,
                   scheduler: str = "ddim", tile: int = 0, overlap: int = 32, chunk_overlap: int = 0,
-                  progress: Progress = None, interrupt: Interrupt = None) -> torch.Tensor:
+                  progress: Progress = None, interrupt: Interrupt = None, plan: TilePlan | None = None,
+                  log=None) -> torch.Tensor:
     """RGB 0..1 [T, 3, in, in] -> RGB 0..1 [T, 3, out, out], in windows of spec.num_frames frames."""
     _check_frames(model.spec, frames)
     return torch.cat(list(super_resolve_stream(
         model, [frames], steps=steps, seed=seed, scheduler=scheduler, tile=tile, overlap=overlap,
-        chunk_overlap=chunk_overlap, total_frames=frames.shape[0], progress=progress, interrupt=interrupt)))
+        chunk_overlap=chunk_overlap, total_frames=frames.shape[0], progress=progress, interrupt=interrupt,
+        plan=plan, log=log)))
