@@ -112,7 +112,25 @@ def make_test_models(models_dir: Path) -> Path:
     video_dir = Path(models_dir) / "vlogger" / "video"
     if not (video_dir / "tiny-random-sd" / "config.json").exists():
         make_all(video_dir, sd_checkpoint=Path(models_dir) / "checkpoints" / TINY_SD_CHECKPOINT)
+    write_tiny_upscaler(Path(models_dir) / "upscale_models" / TINY_UPSCALER)
     return video_dir
+
+
+TINY_UPSCALER = "tiny-random-esrgan-x2.safetensors"
+
+
+def write_tiny_upscaler(path: Path) -> Path:
+    """A tiny random 2x ESRGAN (spandrel's architecture) for ComfyUI's own 'Upscale Image
+    (using Model)' node, which can stand in for the SR cascade."""
+    if path.exists():
+        return path
+    from safetensors.torch import save_file
+    from spandrel.architectures.ESRGAN import ESRGAN
+    torch.manual_seed(0)
+    net = ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
 
 
 if __name__ == "__main__":

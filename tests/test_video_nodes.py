@@ -213,3 +213,25 @@ def test_video_sampler_takes_rendered_controls(comfy, tiny_models):
     prompt["7"] = {**prompt["7"], "inputs": {**prompt["7"]["inputs"], "width": 48, "height": 48}}
     res = comfy.run(prompt)
     assert "[VLOGGER_VideoSampler] input 'controls'" in str(res.error), res.error
+
+
+def test_comfyui_upscale_model_nodes_replace_the_sr_cascade(comfy, tiny_models):
+    """ComfyUI's own UpscaleModelLoader + 'Upscale Image (using Model)' take the clip frames in
+    place of VLOGGER_SuperResolution (tiny random 2x ESRGAN: plumbing only)."""
+    prompt = {
+        "1": _loader("tiny-random-pixel"),
+        "2": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+        "3": _maps(6), "4": _maps(6, color=0x806040),
+        "5": {"class_type": "VLOGGER_Outpaint",
+              "inputs": {"video_model": ["1", 0], "reference": ["2", 0], "dense_maps": ["3", 0],
+                         "warped_maps": ["4", 0], "overlap": 2, "steps": 2, "seed": 3, "scheduler": "ddim",
+                         "guidance": 1.0}},
+        "6": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "tiny-random-esrgan-x2.safetensors"}},
+        "7": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["6", 0], "image": ["5", 0]}},
+        "8": {"class_type": "VLOGGER_SaveVideo",
+              "inputs": {"images": ["7", 0], "fps": 24.0, "filename_prefix": "vlogger/tiny_random_esrgan"}},
+    }
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    frames, fps, _, _ = _mp4(comfy, res)
+    assert frames.shape == (6, 64, 64, 3)
