@@ -51,3 +51,26 @@ def test_no_person_is_a_clear_error(comfy):
     assert "[VLOGGER_FitReference] input 'detector'" in str(res.error)
     res = comfy.run(_fit_prompt("blank_wall.png", "auto"))        # documented fallback
     assert res.error is None, res.error
+
+
+def test_corrupt_and_mismatched_user_body_files(comfy):
+    """User SMPL-X files in models/vlogger/body and models/smplx: listed by the loader; a corrupt
+    or mismatched one is refused with the node, the input and the fix named."""
+    body_dir = comfy.models_dir / "vlogger" / "body"
+    body_dir.mkdir(parents=True, exist_ok=True)
+    (body_dir / "broken_smplx.npz").write_bytes(b"PK\x03\x04 truncated download")
+    with np.load(ROOT / "models" / "body" / "anny_smplx.npz") as z:
+        d = {k: z[k] for k in z.files}
+    d["J_regressor"] = d["J_regressor"][:24]            # an SMPL (not SMPL-X) joint set
+    smplx_dir = comfy.models_dir / "smplx"
+    smplx_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(smplx_dir / "smpl_not_x.npz", **d)
+    options = str(comfy.object_info()["VLOGGER_BodyModelLoader"]["input"]["required"]["body"])
+    assert "broken_smplx" in options and "smpl_not_x" in options
+    for name, problem in (("broken_smplx.npz", "not a readable"), ("smpl_not_x.npz", "55 joints")):
+        res = comfy.run(_fit_prompt("astronaut.png", "opencv", body=name))
+        assert res.error is not None, name
+        msg = str(res.error)
+        assert "[VLOGGER_BodyModelLoader] input 'body'" in msg and problem in msg and "Fix:" in msg, msg
+    # the server survived and the shipped body still works
+    assert comfy.run(_fit_prompt("astronaut.png", "opencv")).error is None
