@@ -102,7 +102,9 @@ class FitReference(io.ComfyNode):
                                        "axis, degrees (+ turns towards its left)."),
                 io.Float.Input("fov", default=0.0, min=0.0, max=150.0, step=0.5,
                                tooltip="Diagonal field of view of the photo's camera in "
-                                       "degrees; 0 = automatic (45, a typical portrait lens)."),
+                                       "degrees; 0 = automatic: estimated from perspective "
+                                       "(face vs shoulders) with mediapipe, else 45 (a typical "
+                                       "portrait lens)."),
             ],
             outputs=[Fit.Output("fit", tooltip="The reference fit (camera, shape, pose, "
                                                "expression) for the renderers."),

@@ -165,3 +165,24 @@ def test_optimiser_recovers_a_known_placement(body):
     assert r["landmark_error_px"].mean() < 1.0
     assert float(r["transl"][2]) == pytest.approx(-1.8, rel=0.08)
     assert float(r["global_orient"][1]) == pytest.approx(0.25, abs=0.12)
+
+
+def test_fov_is_estimated_from_perspective(body):
+    """Landmarks rendered through 20, 45 and 70 degree (diagonal) cameras at matching distances
+    (the same framing): the FOV scan tells them apart."""
+    pose = rf._rest_fit_pose(body)[None]
+    found = {}
+    for true_fov, z in ((20.0, -3.5), (45.0, -1.6), (70.0, -1.0)):
+        cam = rf.PerspectiveCamera(512, 512, true_fov)
+        with torch.no_grad():
+            out = body.forward(torch.zeros(1, 10), torch.tensor([[0.0, 0.2, 0.0]]),
+                               torch.tensor([[0.05, -0.45, z]]), pose, torch.zeros(1, 52))
+        lm = cam.project(out["landmarks"][0])[0]
+        jn = cam.project(out["joints"][0])[0]
+        ft = {k: (float(lm[k, 0]), float(lm[k, 1]), 1.0) for k in range(51)}
+        jt = {n: (float(jn[SMPLX_INDEX[n], 0]), float(jn[SMPLX_INDEX[n], 1]), 1.0)
+              for n in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow")}
+        found[true_fov], _, _ = rf.estimate_fov(body, 512, 512, ft, jt, (40, 100), "cpu")
+    # coarse, but ordered and on the right side of the default (45) for narrow / wide lenses
+    assert found[20.0] < found[45.0] < found[70.0], found
+    assert found[20.0] < 40 and 30 < found[45.0] < 60 and found[70.0] > 55, found
