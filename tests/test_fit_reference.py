@@ -186,3 +186,37 @@ def test_fov_is_estimated_from_perspective(body):
     # coarse, but ordered and on the right side of the default (45) for narrow / wide lenses
     assert found[20.0] < found[45.0] < found[70.0], found
     assert found[20.0] < 40 and 30 < found[45.0] < 60 and found[70.0] > 55, found
+
+
+def test_hand_landmarks_fit_the_fingers(body):
+    """mediapipe-style hand points (wrist + 15 finger joints) rendered from a body whose right
+    hand is curled: with them the fit frees that hand's fingers and reproduces the curl."""
+    cam = rf.PerspectiveCamera(512, 512, rf.DEFAULT_FOV)
+    pose_aa = rf.matrix_to_axis_angle(rf._rest_fit_pose(body))
+    for f in ("index", "middle", "ring", "pinky"):
+        for k in (1, 2, 3):
+            pose_aa[SMPLX_INDEX[f"right_{f}{k}"]] = torch.tensor([0.0, 0.0, -0.5])
+    pose = rf.axis_angle_to_matrix(pose_aa)[None]
+    with torch.no_grad():
+        out = body.forward(torch.zeros(1, 10), torch.zeros(1, 3), torch.tensor([[0.0, -0.1, -2.2]]),
+                           pose, torch.zeros(1, 52))
+    lm = cam.project(out["landmarks"][0])[0]
+    jn = cam.project(out["joints"][0])[0]
+    ft = {k: (float(lm[k, 0]), float(lm[k, 1]), 1.0) for k in range(51)}
+    names = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow"] + \
+        [f"right_{j}" for j in rf.MP_HAND_JOINTS.values()]
+    jt = {n: (float(jn[SMPLX_INDEX[n], 0]), float(jn[SMPLX_INDEX[n], 1]), 1.0) for n in names}
+    with_hand = rf._optimise(body, cam, ft, jt, True, (40, 150), "cpu")
+    no_hand = rf._optimise(body, cam, ft, {n: jt[n] for n in names[:4]}, True, (40, 150), "cpu")
+
+    def finger_err(r):
+        with torch.no_grad():
+            o = body.forward(r["betas"][None], r["global_orient"][None], r["transl"][None],
+                             r["pose"][None], r["expression"][None])
+        uv = cam.project(o["joints"][0])[0]
+        ids = [SMPLX_INDEX[n] for n in names[4:]]
+        return float((uv[ids] - jn[ids]).norm(dim=-1).mean())
+
+    assert finger_err(with_hand) < 2.0 < finger_err(no_hand), (finger_err(with_hand), finger_err(no_hand))
+    curl = float(rf.matrix_to_axis_angle(with_hand["pose"][SMPLX_INDEX["right_index2"]])[2])
+    assert curl < -0.2, curl                      # the fitted finger bends the same way

@@ -212,9 +212,10 @@ class BodyModel:
     __call__ = forward
 
     def posed_points(self, vertex_idx: torch.Tensor, betas, global_orient, transl, full_pose,
-                     expression) -> tuple[torch.Tensor, torch.Tensor]:
+                     expression, all_joints: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Cheap posing of a few vertices (for fitting): ([B,K,3] vertices[vertex_idx],
-        [B,n,3] joints, n = 25 (no fingers) when those vertices ignore the fingers, else 55).
+        [B,n,3] joints, n = 25 (no fingers) when those vertices ignore the fingers and
+        all_joints is False, else 55).
         Same maths as forward; the kinematic chain is walked level by level (batched), which
         is several times faster than smplx's joint-by-joint loop for small point sets."""
         m = self.smplx
@@ -224,7 +225,7 @@ class BodyModel:
             self._jdirs = torch.einsum("jv,vcs->jcs", m.J_regressor, dirs)
             self._jtemplate = m.J_regressor @ m.v_template
         W = m.lbs_weights[vertex_idx]
-        n = 25 if float(W[:, 25:].abs().sum()) == 0.0 else 55
+        n = 25 if (not all_joints and float(W[:, 25:].abs().sum()) == 0.0) else 55
         shape = torch.cat([betas, expression], dim=1)
         J = (self._jtemplate + torch.einsum("jcs,bs->bjc", self._jdirs, shape))[:, :n]
         dirs = torch.cat([m.shapedirs[vertex_idx], m.expr_dirs[vertex_idx]], dim=-1)

@@ -2,8 +2,9 @@
 upper-body reference pose and expression, so the body's silhouette and face align with the photo.
 
 Detectors:
-- "mediapipe": face mesh (478), pose (33) and hand landmarks; the body is fitted by minimising
-  the 2D reprojection error of its joints and face landmarks (torch Adam, with priors).
+- "mediapipe": face mesh (478), pose (33) and hand (21 per hand) landmarks; the body is fitted
+  by minimising the 2D reprojection error of its joints (fingers too, for a visible hand) and
+  face landmarks (torch Adam, with priors); the diagonal FOV is estimated by a scan.
 - "opencv":    a face box from OpenCV's shipped Haar cascade; the body is placed from the box
   (scale from the face height, head at the box, torso below, facing the camera).
 - "manual":    no detection: a centred head-and-shoulders framing.
@@ -90,6 +91,12 @@ BOX_LAYOUT = {36: (0.205, 0.385), 39: (0.395, 0.395), 42: (0.605, 0.395), 45: (0
 FIT_JOINTS = ["spine1", "spine2", "spine3", "neck", "head", "left_collar", "right_collar",
               "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
               "right_wrist", "jaw"]
+# mediapipe hand landmark -> SMPL-X finger joint (per side); the wrist comes from the pose.
+MP_HAND_JOINTS = {0: "wrist", 1: "thumb1", 2: "thumb2", 3: "thumb3", 5: "index1", 6: "index2",
+                  7: "index3", 9: "middle1", 10: "middle2", 11: "middle3", 13: "ring1",
+                  14: "ring2", 15: "ring3", 17: "pinky1", 18: "pinky2", 19: "pinky3"}
+FINGERS = [f"{f}{k}" for f in ("index", "middle", "pinky", "ring", "thumb") for k in (1, 2, 3)]
+HAND_WEIGHT = 0.4        # per hand point; hand points are many and small, shoulders matter more
 ARMS_DOWN_DEG = 72.0
 # FOV estimation (mediapipe path, shoulders visible): the fit is run at each of these diagonal
 # FOVs and the reprojection loss plus a weak prior towards DEFAULT_FOV is minimised over them
@@ -179,7 +186,30 @@ def detect_mediapipe(rgb: np.ndarray) -> dict | None:
         pr = pm.process(rgb)
     if pr.pose_landmarks:
         pose = np.array([[p.x * w, p.y * h, p.visibility] for p in pr.pose_landmarks.landmark])
-    return {"face": face, "pose": pose}
+    return {"face": face, "pose": pose, "hands": _detect_hands(rgb, pose)}
+
+
+def _detect_hands(rgb: np.ndarray, pose: np.ndarray | None) -> dict[str, np.ndarray]:
+    """{'left'/'right': [21,2] pixels} for the hands mediapipe finds. A hand is the person's
+    left or right by the nearer pose wrist (mediapipe's handedness label assumes a mirrored
+    selfie, so for an ordinary photo it is swapped: used only without a pose)."""
+    import mediapipe as mp
+
+    h, w = rgb.shape[:2]
+    with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=2,
+                                  min_detection_confidence=0.5) as hm:
+        res = hm.process(rgb)
+    found: dict[str, np.ndarray] = {}
+    for lms, hd in zip(res.multi_hand_landmarks or [], res.multi_handedness or []):
+        pts = np.array([[p.x * w, p.y * h] for p in lms.landmark])
+        if pose is not None:
+            d = {side: np.linalg.norm(pts[0] - pose[i, :2]) for side, i in (("left", 15), ("right", 16))}
+            side = min(d, key=d.get)
+        else:
+            side = "right" if hd.classification[0].label == "Left" else "left"
+        if side not in found:
+            found[side] = pts
+    return found
 
 
 def detect_opencv(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
@@ -219,7 +249,10 @@ def _optimise(body, cam: PerspectiveCamera, face_targets: dict[int, tuple], join
     uniq, inv = torch.unique(lmk_vid.reshape(-1), return_inverse=True)
     inv = inv.reshape(-1, 3)
     base = _rest_fit_pose(body).to(**f32)
-    jidx = torch.tensor([SMPLX_INDEX[j] for j in FIT_JOINTS], device=dev)
+    # a hand seen in the photo also frees its fingers (with the same small-rotation prior)
+    hands = [side for side in ("left", "right") if f"{side}_index1" in joint_targets]
+    fit_joints = FIT_JOINTS + [f"{side}_{f}" for side in hands for f in FINGERS]
+    jidx = torch.tensor([SMPLX_INDEX[j] for j in fit_joints], device=dev)
     L = sorted(face_targets)
     lt = torch.tensor([face_targets[k][:2] for k in L], **f32)
     lw = torch.tensor([face_targets[k][2] for k in L], **f32)
@@ -257,7 +290,8 @@ def _optimise(body, cam: PerspectiveCamera, face_targets: dict[int, tuple], join
     orient = orient.clone().requires_grad_(True)
     betas = betas.clone().requires_grad_(True)
     expr = expr.clone().requires_grad_(True)
-    dpose = torch.zeros(1, len(FIT_JOINTS), 3, **f32, requires_grad=True)
+    dpose = torch.zeros(1, len(fit_joints), 3, **f32, requires_grad=True)
+    n_body = max(1.0, float(sum(1 for k in J if k.split("_", 1)[-1] not in FINGERS)))
     scale = float(spread2) * 2.0     # normalise pixel errors by the face size
     arkit = body.expression_set == "arkit52"
 
@@ -265,13 +299,13 @@ def _optimise(body, cam: PerspectiveCamera, face_targets: dict[int, tuple], join
         R = axis_angle_to_matrix(dpose)
         pose = base[None].clone()
         pose[:, jidx] = base[jidx][None] @ R
-        pts, joints = body.posed_points(uniq, betas, orient, transl, pose, expr)
+        pts, joints = body.posed_points(uniq, betas, orient, transl, pose, expr, bool(hands))
         lm = (pts[0][inv] * lmk_w[..., None]).sum(1)[Ltensor]
         e_f = ((project(lm) - lt) / scale).pow(2).sum(-1)
         loss = (lw * e_f).sum() / lw.sum().clamp_min(1e-6)
         if len(J):
             e_j = ((project(joints[0, jsel]) - jt) / scale).pow(2).sum(-1)
-            loss = loss + 0.5 * (jw * e_j).sum() / max(1.0, float(len(J)))
+            loss = loss + 0.5 * (jw * e_j).sum() / n_body
         loss = loss + 1e-3 * betas.pow(2).sum() + 2e-2 * dpose.pow(2).sum()
         loss = loss + (1e-3 if arkit else 1e-2) * expr.pow(2).sum()
         return loss, lm
@@ -346,6 +380,10 @@ def _targets_from_mediapipe(det: dict, s: float) -> tuple[dict, dict]:
             if vis > 0.6:
                 w = 1.0 if "hip" not in name else 0.3   # hip joints sit differently on bodies
                 jt[name] = (float(x * s), float(y * s), w)
+    for side, pts in (det.get("hands") or {}).items():
+        for i, joint in MP_HAND_JOINTS.items():
+            jt[f"{side}_{joint}"] = (float(pts[i][0] * s), float(pts[i][1] * s),
+                                     1.0 if joint == "wrist" else HAND_WEIGHT)
     return ft, jt
 
 
@@ -409,7 +447,8 @@ def fit_reference(image, body, detector: str = "auto", overrides: FitOverrides |
             if det is not None:
                 ft, jt = _targets_from_mediapipe(det, s)
                 used, free = "mediapipe", True
-                info["pose_joints_used"] = sorted(jt)
+                info["pose_joints_used"] = sorted(k for k in jt if k.split("_", 1)[-1] not in FINGERS)
+                info["hands_used"] = sorted(det.get("hands") or {})
             elif detector == "mediapipe":
                 raise FitInputError("mediapipe found no face in the photo: use a photo with a "
                                     "clearly visible face, or detector 'opencv' / 'manual'")
