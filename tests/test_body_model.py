@@ -27,7 +27,7 @@ def test_bake_loads_in_stock_smplx():
     jaw = torch.zeros(1, 3)
     jaw[0, 0] = 0.4
     opened = m(jaw_pose=jaw).vertices[0]
-    assert rest.shape == (13718, 3)
+    assert rest.shape == (13838, 3)                               # 13718 + 120 teeth
     moved = (opened - rest).norm(dim=1)
     assert moved.max() > 0.02 and (moved > 1e-3).sum() > 200     # the jaw moves the chin
 
@@ -54,9 +54,8 @@ def test_parts_and_labels(body):
     assert body.face_labels.shape == (body.faces.shape[0],)
     assert body.face_labels.dtype == np.uint8 and body.face_labels.min() >= 1
     counts = np.bincount(body.face_labels, minlength=len(body.part_names))
-    for p in REQUIRED_PARTS:
-        if p != "teeth":                                           # Anny has no teeth mesh
-            assert counts[body.part_id(p)] > 20, p
+    for p in REQUIRED_PARTS:                                       # teeth: tools/add_teeth.py
+        assert counts[body.part_id(p)] > 20, p
     # lips sit around the mouth landmarks
     v = body.template_vertices().numpy()
     lip_v = np.unique(body.faces[body.face_labels == body.part_id("lips")])

@@ -204,6 +204,15 @@ def test_jaw_opening_increases_mouth_pixels():
     # the opened mouth's inside was not seen in the photo: no warped colour there
     opened = torch.isin(c.semantic[1], torch.tensor(ids, dtype=torch.uint8))
     assert (~c.warped_valid[1][opened]).float().mean() > 0.9
+    # teeth (tools/add_teeth.py) hide behind the (smiling) closed lips, show in the opening, inside it
+    if "teeth" in c.part_names:
+        t = c.semantic == c.label_ids(["teeth"])[0]
+        assert t[1].sum() > 40 and t[0].sum() < 0.1 * t[1].sum(), t.flatten(1).sum(1)   # 12 -> 227 px
+        mouth = torch.isin(c.semantic[1], torch.tensor(c.label_ids(["lips", "mouth_interior", "teeth",
+                                                                    "tongue"]), dtype=torch.uint8))
+        ys, xs = torch.nonzero(mouth, as_tuple=True)
+        ty, tx = torch.nonzero(t[1], as_tuple=True)
+        assert ys.min() <= ty.min() and ty.max() <= ys.max() and xs.min() <= tx.min() and tx.max() <= xs.max()
 
 
 def test_backface_culling_changes_no_pixel_of_the_body():

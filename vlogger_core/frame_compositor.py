@@ -184,7 +184,10 @@ def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, in
         paint[lab == pid] = layers[name]
     # shade: darker toward the centre of the opening, so depth reads even at 256 px
     depth = cv2.GaussianBlur(m, (0, 0), max(1.0, np.sqrt(m.sum()) / 6))
-    paint *= (1.0 - 0.45 * depth / max(float(depth.max()), 1e-6))[..., None]
+    depth = depth / max(float(depth.max()), 1e-6)
+    # teeth sit at the front of the opening: only lightly shaded, so they read as teeth
+    strength = np.where(lab == ids.get("teeth", -1), 0.15, 0.45).astype(np.float32)
+    paint *= (1.0 - strength * depth)[..., None]
     soft = cv2.GaussianBlur(m, (0, 0), 0.6)[..., None]
     out = img.copy()
     out[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - soft) + paint * soft
