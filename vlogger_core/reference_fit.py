@@ -243,8 +243,18 @@ def _optimise(body, cam: PerspectiveCamera, face_targets: dict[int, tuple], join
     """Minimise 2D reprojection error of landmarks (index into the body's landmark list ->
     (x, y, weight)) and joints (SMPL-X name -> (x, y, weight)) with priors.
     Returns the fitted tensors and the final per-landmark pixel errors."""
+    return _optimise_batch(body, cam, [cam.focal], face_targets, joint_targets, free_pose,
+                           iters, device)[0]
+
+
+def _optimise_batch(body, cam: PerspectiveCamera, focals: list[float], face_targets: dict,
+                    joint_targets: dict, free_pose: bool, iters: tuple[int, int], device) -> list[dict]:
+    """_optimise for several focal lengths of `cam` at once: one independent fit per focal
+    (Adam is element-wise, so the summed loss of a batch optimises each member on its own),
+    for about the cost of one: the fit is hundreds of tiny ops, dominated by overhead."""
     dev = body.device
     f32 = dict(device=dev, dtype=torch.float32)
+    B = len(focals)
     lmk_vid, lmk_w = body.landmark_vertex_weights()
     uniq, inv = torch.unique(lmk_vid.reshape(-1), return_inverse=True)
     inv = inv.reshape(-1, 3)
@@ -263,90 +273,94 @@ def _optimise(body, cam: PerspectiveCamera, face_targets: dict[int, tuple], join
     Ltensor = torch.tensor(L, device=dev, dtype=torch.long)
     K = cam.intrinsics().to(**f32)
     Rc = cam.rotation.to(**f32)
+    fb = torch.tensor(focals, **f32)[:, None, None]         # [B,1,1]
 
-    def project(p):
+    def project(p):                                         # [B,K,3] -> [B,K,2]
         pc = p @ Rc.T
         z = pc[..., 2:3].clamp_min(1e-3)
-        return pc[..., :2] / z * K[0, 0] + K[:2, 2]
+        return pc[..., :2] / z * fb + K[:2, 2]
 
     # --- initial translation: depth from the landmarks' spread, position from their centre
-    betas = torch.zeros(1, body.num_betas, **f32)
-    expr = torch.zeros(1, body.num_expression, **f32)
-    orient = torch.zeros(1, 3, **f32)
+    betas = torch.zeros(B, body.num_betas, **f32)
+    expr = torch.zeros(B, body.num_expression, **f32)
+    orient = torch.zeros(B, 3, **f32)
     with torch.no_grad():
-        pts, _ = body.posed_points(uniq, betas, orient, torch.zeros(1, 3, **f32), base[None], expr)
+        pts, _ = body.posed_points(uniq, betas[:1], orient[:1], torch.zeros(1, 3, **f32),
+                                   base[None], expr[:1])
         lm = (pts[0][inv] * lmk_w[..., None]).sum(1)[Ltensor]
         spread3 = (lm[:, :2] - lm[:, :2].mean(0)).norm(dim=1).mean()
         spread2 = (lt - lt.mean(0)).norm(dim=1).mean().clamp_min(1.0)
-        depth = float(K[0, 0] * spread3 / spread2)
         c2 = (lt * lw[:, None]).sum(0) / lw.sum()
         c3 = (lm * lw[:, None]).sum(0) / lw.sum()
-        # camera ray through c2 at that depth, in world coordinates (camera at the origin)
-        ray_cam = torch.tensor([(c2[0] - K[0, 2]) / K[0, 0], (c2[1] - K[1, 2]) / K[1, 1], 1.0],
-                               **f32) * depth
-        world = Rc.T @ (ray_cam - cam.translation.to(**f32))
-        transl0 = world - c3
-    transl = transl0[None].clone().requires_grad_(True)
+        transl0 = []
+        for f in focals:
+            depth = float(f * spread3 / spread2)
+            # camera ray through c2 at that depth, in world coordinates (camera at the origin)
+            ray_cam = torch.tensor([(c2[0] - K[0, 2]) / f, (c2[1] - K[1, 2]) / f, 1.0], **f32) * depth
+            transl0.append(Rc.T @ (ray_cam - cam.translation.to(**f32)) - c3)
+    transl = torch.stack(transl0).clone().requires_grad_(True)
     orient = orient.clone().requires_grad_(True)
     betas = betas.clone().requires_grad_(True)
     expr = expr.clone().requires_grad_(True)
-    dpose = torch.zeros(1, len(fit_joints), 3, **f32, requires_grad=True)
+    dpose = torch.zeros(B, len(fit_joints), 3, **f32, requires_grad=True)
     n_body = max(1.0, float(sum(1 for k in J if k.split("_", 1)[-1] not in FINGERS)))
     scale = float(spread2) * 2.0     # normalise pixel errors by the face size
     arkit = body.expression_set == "arkit52"
 
-    def loss_fn(stage: int):
+    def loss_fn():
         R = axis_angle_to_matrix(dpose)
-        pose = base[None].clone()
+        pose = base[None].repeat(B, 1, 1, 1)
         pose[:, jidx] = base[jidx][None] @ R
         pts, joints = body.posed_points(uniq, betas, orient, transl, pose, expr, bool(hands))
-        lm = (pts[0][inv] * lmk_w[..., None]).sum(1)[Ltensor]
+        lm = (pts[:, inv] * lmk_w[None, ..., None]).sum(2)[:, Ltensor]
         e_f = ((project(lm) - lt) / scale).pow(2).sum(-1)
-        loss = (lw * e_f).sum() / lw.sum().clamp_min(1e-6)
+        loss = (lw * e_f).sum(-1) / lw.sum().clamp_min(1e-6)
         if len(J):
-            e_j = ((project(joints[0, jsel]) - jt) / scale).pow(2).sum(-1)
-            loss = loss + 0.5 * (jw * e_j).sum() / n_body
-        loss = loss + 1e-3 * betas.pow(2).sum() + 2e-2 * dpose.pow(2).sum()
-        loss = loss + (1e-3 if arkit else 1e-2) * expr.pow(2).sum()
-        return loss, lm
+            e_j = ((project(joints[:, jsel]) - jt) / scale).pow(2).sum(-1)
+            loss = loss + 0.5 * (jw * e_j).sum(-1) / n_body
+        loss = loss + 1e-3 * betas.pow(2).sum(-1) + 2e-2 * dpose.pow(2).sum((-1, -2))
+        loss = loss + (1e-3 if arkit else 1e-2) * expr.pow(2).sum(-1)
+        return loss, lm                                    # [B], [B,L,3]
 
     stages = [([transl, orient], iters[0], 0.03)]
     if free_pose:
         stages.append(([transl, orient, betas, dpose, expr], iters[1], 0.02))
     else:
         stages.append(([transl, orient, dpose], iters[1] // 2, 0.01))
-    for si, (params, n, lr) in enumerate(stages):
+    for params, n, lr in stages:
         opt = torch.optim.Adam(params, lr=lr)
         for _ in range(n):
             opt.zero_grad()
-            loss, _ = loss_fn(si)
-            loss.backward()
+            loss, _ = loss_fn()
+            loss.sum().backward()
             opt.step()
             with torch.no_grad():
                 if arkit:
                     expr.clamp_(0.0, 1.0)
-                transl[0, 2].clamp_(max=-0.05)   # stay in front of the camera
+                transl[:, 2].clamp_(max=-0.05)   # stay in front of the camera
     with torch.no_grad():
-        loss, lm = loss_fn(len(stages) - 1)
+        loss, lm = loss_fn()
         err = (project(lm) - lt).norm(dim=-1)
         R = axis_angle_to_matrix(dpose)
+    out = []
+    for b in range(B):
         pose = base.clone()
-        pose[jidx] = base[jidx] @ R[0]
-    return {"transl": transl.detach()[0], "global_orient": orient.detach()[0],
-            "betas": betas.detach()[0], "expression": expr.detach()[0], "pose": pose.detach(),
-            "loss": float(loss), "landmark_error_px": err.cpu().numpy(),
-            "landmark_ids": L}
+        pose[jidx] = base[jidx] @ R[b]
+        out.append({"transl": transl.detach()[b], "global_orient": orient.detach()[b],
+                    "betas": betas.detach()[b], "expression": expr.detach()[b], "pose": pose,
+                    "loss": float(loss[b]), "landmark_error_px": err[b].cpu().numpy(),
+                    "landmark_ids": L, "focal": float(focals[b])})
+    return out
 
 
 def estimate_fov(body, width: int, height: int, face_targets: dict, joint_targets: dict,
                  iters: tuple[int, int], device) -> tuple[float, dict, dict]:
     """(diagonal FOV in degrees whose fit explains the landmarks best, the scan's scores, the
-    fit at that FOV)."""
-    scores, fits = {}, {}
-    for fov in FOV_GRID:
-        fits[fov] = _optimise(body, PerspectiveCamera(width, height, fov), face_targets,
-                              joint_targets, True, iters, device)
-        scores[fov] = fits[fov]["loss"] + FOV_PRIOR * math.log(fov / DEFAULT_FOV) ** 2
+    fit at that FOV). The grid is fitted as one batch."""
+    cams = {fov: PerspectiveCamera(width, height, fov) for fov in FOV_GRID}
+    fits = dict(zip(FOV_GRID, _optimise_batch(body, cams[FOV_GRID[0]], [c.focal for c in cams.values()],
+                                              face_targets, joint_targets, True, iters, device)))
+    scores = {fov: fits[fov]["loss"] + FOV_PRIOR * math.log(fov / DEFAULT_FOV) ** 2 for fov in FOV_GRID}
     grid = list(FOV_GRID)
     i = min(range(len(grid)), key=lambda k: scores[grid[k]])
     best, fit = grid[i], fits[grid[i]]
