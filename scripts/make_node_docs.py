@@ -14,6 +14,8 @@ from comfyui_server import ComfyClient, ComfyServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "web" / "docs"
+FILE_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".mp4", ".mov", ".webm", ".mkv", ".png",
+                 ".jpg", ".jpeg", ".webp", ".npz", ".safetensors", ".ckpt", ".pt", ".pth"}
 
 
 def _input_line(name: str, cfg: list, optional: bool) -> str:
@@ -21,6 +23,8 @@ def _input_line(name: str, cfg: list, optional: bool) -> str:
     opts = cfg[1] if len(cfg) > 1 and isinstance(cfg[1], dict) else {}
     if kind == "COMBO":
         choices = opts.get("options") or (cfg[0] if isinstance(cfg[0], list) else [])
+        if any(Path(str(c)).suffix.lower() in FILE_SUFFIXES for c in choices):
+            choices = []     # a folder listing: differs per machine, the tooltip says where
         shown = ", ".join(f"`{c}`" for c in choices[:8]) + (" ..." if len(choices) > 8 else "")
         typ = f"choice of {shown}" if shown else "choice"
     else:
