@@ -65,8 +65,8 @@ def add_teeth(body: dict, parts: dict) -> tuple[dict, dict]:
     # the lips themselves: hidden while the lips touch, shown as soon as they part
     iv = v[inner]
     band = (np.abs(iv[:, 0]) < 0.006) & (np.abs(iv[:, 1] - split_y) < 0.012)
-    z_front = float(np.percentile(iv[band, 2], 90)) + 0.0003
-    z_front = min(z_front, float(lv[mid, 2].min()) - 0.0008)
+    z_front = float(np.percentile(iv[band, 2], 98)) + 0.0008   # clear of them: no z-fighting
+    z_front = min(z_front, float(lv[mid, 2].min()) - 0.0004)
     depth = 0.55 * half_w
     up_v, up_f = _band(half_w, z_front, depth, split_y + 0.010, split_y - 0.003)
     lo_v, lo_f = _band(half_w * 0.94, z_front - 0.002, depth, split_y - 0.001, split_y - 0.010)
