@@ -65,3 +65,14 @@ def test_every_node_has_a_current_help_page(comfy):
             for inp, cfg in (spec.get("input", {}).get(section) or {}).items():
                 tip = cfg[1].get("tooltip", "") if len(cfg) > 1 and isinstance(cfg[1], dict) else ""
                 assert f"- **{inp}** (" in r.text and tip.strip() in r.text, f"{stale}: input {inp}"
+
+
+def test_every_node_is_in_a_shipped_workflow(comfy):
+    """Each VLOGGER node is used by at least one shipped workflow (which the workflow tests run
+    through the server and in the browser)."""
+    import json
+    used = set()
+    for f in (REPO / "workflows" / "api").glob("*.json"):
+        used |= {n["class_type"] for n in json.loads(f.read_text()).values()}
+    missing = sorted(set(vlogger_nodes(comfy.object_info())) - used)
+    assert not missing, f"nodes in no shipped workflow: {missing}"
