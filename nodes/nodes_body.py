@@ -10,7 +10,7 @@ from comfy_api.latest import io, ui
 
 from vlogger_core.body_model import DEFAULT_BODY, BodyFileError, list_bodies, load_body
 from vlogger_core.reference_fit import (DETECTORS, FitInputError, FitOverrides,
-                                        draw_fit_overlay, fit_reference)
+                                        draw_fit_overlay, fit_editor_data, fit_reference)
 
 from .common import device, input_error, interrupt_check
 
@@ -78,7 +78,10 @@ class FitReference(io.ComfyNode):
                 "rendered body lines up with the person. 'auto' uses mediapipe's face, pose and "
                 "hand landmarks when installed, else OpenCV's face detector, else a centred "
                 "default. The overlay shows the fitted mesh over the photo (green dots: the "
-                "body's landmarks, red: detected ones); fix a bad fit with the override inputs."),
+                "body's landmarks, red: detected ones); fix a bad fit with the override inputs, "
+                "or after a run in the node's editor: drag the outline to move it, wheel or the "
+                "square handle to scale, the round knob to turn; the edit goes into the "
+                "override widgets and the next run uses it."),
             inputs=[
                 io.Image.Input("image", tooltip="The reference photo (one image; RGBA and "
                                                 "grayscale are accepted)."),
@@ -136,7 +139,8 @@ class FitReference(io.ComfyNode):
                                                "64x64 pixels")
             raise input_error(node, which, str(e), fix)
         overlay = draw_fit_overlay(fit, body)[None].clamp(0, 1).to(torch.float32)
-        return io.NodeOutput(fit, overlay, ui=ui.PreviewImage(overlay, cls=cls))
+        return io.NodeOutput(fit, overlay, ui={**ui.PreviewImage(overlay, cls=cls).as_dict(),
+                                               "vlogger_fit": [fit_editor_data(fit, body)]})
 
 
 NODES = [BodyModelLoader, FitReference]

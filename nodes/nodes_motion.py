@@ -12,7 +12,7 @@ from vlogger_core import speech_io
 from vlogger_core.audio_features import MIN_SECONDS, energy_envelope, prepare_audio
 from vlogger_core.motion_diffusion import load_motion_model
 from vlogger_core.motion_params import Motion
-from vlogger_core.motion_plot import plot_motion
+from vlogger_core.motion_plot import motion_timeline, plot_motion
 from vlogger_core.motion_sampling import MAX_FPS, MIN_FPS, SampleSettings, sample_motion
 from vlogger_core.paths import SHIPPED_MODELS
 
@@ -22,6 +22,25 @@ FOLDER = "vlogger_motion"
 folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "motion"))
 SHIPPED = SHIPPED_MODELS / "motion" / "vlogger_motion_default.safetensors"
 DEFAULT_NAME = "vlogger_motion_default (shipped)"
+
+def timeline_ui(motion: Motion, wave: torch.Tensor | None) -> dict:
+    """The motion view's payload (web/js/vlogger_motion_view.js): curves, waveform and the
+    speech as a temp WAV the browser can play."""
+    import uuid
+
+    import soundfile as sf
+
+    data = motion_timeline(motion, wave, speech_io.MODEL_SAMPLE_RATE)
+    if wave is not None and wave.numel():
+        sub = "vlogger"
+        folder = os.path.join(folder_paths.get_temp_directory(), sub)
+        os.makedirs(folder, exist_ok=True)
+        name = f"motion_speech_{uuid.uuid4().hex[:10]}.wav"
+        sf.write(os.path.join(folder, name), wave.detach().float().reshape(-1).cpu().numpy(),
+                 speech_io.MODEL_SAMPLE_RATE, subtype="PCM_16")
+        data["audio"] = {"filename": name, "subfolder": sub, "type": "temp"}
+    return {"vlogger_motion": [data]}
+
 
 MotionModel = io.Custom("VLOGGER_MOTION_MODEL")
 MotionType = io.Custom("VLOGGER_MOTION")
@@ -88,7 +107,9 @@ class MotionSampler(io.ComfyNode):
                          "body-pose residuals (head, eyes, jaw, arms, hands) with the motion "
                          "diffusion model. Any length: long audio is generated in causal windows "
                          "that carry the previous frames, so memory stays flat. Same seed, same "
-                         "motion; a new seed gives another plausible performance."),
+                         "motion; a new seed gives another plausible performance. After a run "
+                         "the node shows a timeline of the motion under the speech's waveform, "
+                         "with playback, to judge lip sync before rendering."),
             inputs=[
                 io.Audio.Input("audio", tooltip="Speech (any sample rate, mono or stereo), e.g. from VLOGGER Load Speech or Text to Speech."),
                 MotionModel.Input("motion_model", tooltip="From VLOGGER Load Motion Model."),
@@ -146,7 +167,7 @@ class MotionSampler(io.ComfyNode):
         windows = 1 + max(0, math.ceil((n_model - window_frames) / (window_frames - context_frames)))
         motion = sample_motion(motion_model, wave, float(fps), settings, device(),
                                progress_callback(windows * steps), interrupt_check)
-        return io.NodeOutput(motion)
+        return io.NodeOutput(motion, ui=timeline_ui(motion, wave))
 
 
 class MotionPreview(io.ComfyNode):
@@ -158,7 +179,8 @@ class MotionPreview(io.ComfyNode):
             category="VLOGGER/motion",
             description=("Plots a motion over time so you can check it before rendering: mouth "
                          "opening against the speech envelope, head angles, blinks and gesture "
-                         "energy. Shows the plot in the node and outputs it as an IMAGE."),
+                         "energy. Shows the plot in the node and outputs it as an IMAGE, plus an "
+                         "interactive timeline (waveform + tracks, play the speech, click to seek)."),
             inputs=[MotionType.Input("motion", tooltip="A VLOGGER motion (from the sampler or Load Motion)."),
                     io.Audio.Input("audio", optional=True, tooltip="Optional speech to draw its envelope under the mouth track."),
                     io.Int.Input("width", default=1200, min=400, max=4096, step=8, tooltip="Plot width in pixels."),
@@ -172,14 +194,16 @@ class MotionPreview(io.ComfyNode):
         node = "VLOGGER_MotionPreview"
         if not isinstance(motion, Motion):
             raise input_error(node, "motion", "is not a VLOGGER motion", "connect a Motion from the sampler or Load Motion")
-        env = None
+        env = wave = None
         if audio is not None:
             try:
-                env = energy_envelope(prepare_audio(audio), motion.fps, motion.num_frames).numpy()
+                wave = prepare_audio(audio)
+                env = energy_envelope(wave, motion.fps, motion.num_frames).numpy()
             except speech_io.SpeechError as e:
                 raise input_error(node, "audio", str(e), "connect the speech used for the motion, or leave it empty")
         img = plot_motion(motion, env, width, height)
-        return io.NodeOutput(img, ui=ui.PreviewImage(img, cls=cls))
+        return io.NodeOutput(img, ui={**ui.PreviewImage(img, cls=cls).as_dict(),
+                                      **timeline_ui(motion, wave)})
 
 
 class SaveMotion(io.ComfyNode):

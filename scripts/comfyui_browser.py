@@ -20,13 +20,15 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
 
 @contextmanager
 def browser_page(url: str, width: int = 1600, height: int = 1000):
-    """A page with the frontend loaded and its app ready; collects console errors in page.errors."""
+    """A page with the frontend loaded and its app ready; collects console errors in page.errors
+    and requested URLs in page.requests."""
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             ctx = browser.new_context(viewport={"width": width, "height": height})
             page = ctx.new_page()
-            page.errors = []
+            page.errors, page.requests = [], []
+            page.on("request", lambda r: page.requests.append(r.url))
             page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
             page.on("pageerror", lambda e: page.errors.append(str(e)))
             page.goto(url, wait_until="domcontentloaded", timeout=120_000)

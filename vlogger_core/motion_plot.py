@@ -69,3 +69,26 @@ def plot_motion(motion: Motion, envelope: np.ndarray | None = None, width: int =
     img = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(np.float32) / 255.0
     plt.close(fig)
     return torch.from_numpy(img.copy())[None]
+
+
+def motion_timeline(motion: Motion, wave: torch.Tensor | None = None, sample_rate: int = 16000,
+                    max_points: int = 4000, wave_buckets: int = 1000) -> dict:
+    """What the frontend's motion view draws, as plain JSON: per-frame curves (mouth opening
+    0..1, eye closure 0..1, head+neck pitch/yaw/roll in degrees, gesture energy in rad/s), and
+    the speech waveform as min/max per bucket. Long motions are decimated to max_points."""
+    head = np.degrees(joint_angles(motion, "head") + joint_angles(motion, "neck"))
+    curves = {"mouth": mouth_opening(motion).numpy(), "blink": blink_track(motion),
+              "head_pitch": head[:, 0], "head_yaw": head[:, 1], "head_roll": head[:, 2],
+              "gesture": gesture_energy(motion)}
+    step = max(1, -(-motion.num_frames // max_points))
+    out = {"fps": float(motion.fps), "frames": motion.num_frames, "step": step,
+           "duration": motion.duration,
+           "curves": {k: [round(float(x), 4) for x in np.asarray(v)[::step]] for k, v in curves.items()}}
+    if wave is not None and wave.numel():
+        w = wave.detach().float().reshape(-1).cpu().numpy()
+        n = min(wave_buckets, len(w))
+        edges = np.linspace(0, len(w), n + 1).astype(int)
+        out["waveform"] = {"min": [round(float(w[a:b].min()), 4) for a, b in zip(edges[:-1], edges[1:])],
+                           "max": [round(float(w[a:b].max()), 4) for a, b in zip(edges[:-1], edges[1:])],
+                           "seconds": len(w) / sample_rate}
+    return out

@@ -537,6 +537,31 @@ def project_fit(fit: ReferenceFit, body) -> dict:
     return res
 
 
+def fit_editor_data(fit: ReferenceFit, body, max_outline: int = 400) -> dict:
+    """What the frontend's fit editor (web/js/vlogger_fit_editor.js) draws and edits, as plain
+    JSON in photo pixels: the body's silhouette outline, its face landmarks and face centre
+    (the point the scale override keeps fixed), and the overrides this fit was made with."""
+    import cv2
+
+    from .rasterizer import rasterize
+
+    p = project_fit(fit, body)
+    H, W = fit.height, fit.width
+    uvz = torch.cat([p["vertices"], p["vertices_depth"][:, None]], 1).numpy().astype(np.float32)
+    on = (rasterize(uvz[None], body.faces, W, H).tri_id[0] >= 0).astype(np.uint8)
+    cnts, _ = cv2.findContours(on, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = max(cnts, key=cv2.contourArea)[:, 0, :] if cnts else np.zeros((0, 2), int)
+    if len(outline) > max_outline:
+        outline = outline[np.linspace(0, len(outline) - 1, max_outline).astype(int)]
+    lm = p["landmarks"].numpy()
+    return {"width": W, "height": H, "detector": fit.detector,
+            "fov_diag_deg": round(float(fit.camera.fov_diag_deg), 2),
+            "outline": [[int(x), int(y)] for x, y in outline],
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in lm],
+            "face_center": [round(float(v), 2) for v in lm.mean(0)],
+            "overrides": dict(fit.info.get("overrides", {}))}
+
+
 def draw_fit_overlay(fit: ReferenceFit, body, alpha: float = 0.45) -> torch.Tensor:
     """[H,W,3] float: the photo with the fitted body (shaded, coloured by part, with its
     silhouette outlined), the body's landmarks (green) and the detected points (red)."""
