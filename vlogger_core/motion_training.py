@@ -45,6 +45,7 @@ class TrainConfig:
     mixed_precision: str = "no"
     cpu: bool = False
     time_limit_min: float = 0.0      # stop (and save) after this wall time; 0 = no limit
+    init: str = ""                   # fine-tune: start from this model (.safetensors), keep its stats
 
 
 def load_dataset(root: str, fps: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -158,6 +159,10 @@ def train(cfg: TrainConfig, model_cfg: MotionModelConfig | None = None, log=prin
         model = load_motion_model(str(resume / "model.safetensors")).train()
         start = json.loads((resume / "train_state.json").read_text())["step"]
         log(f"resuming from step {start}")
+    elif cfg.init:
+        model = load_motion_model(cfg.init).train()
+        start = 0
+        log(f"fine-tuning {cfg.init}")
     else:
         model = MotionDiffusion(model_cfg or MotionModelConfig()).train()
         start = 0
@@ -166,8 +171,18 @@ def train(cfg: TrainConfig, model_cfg: MotionModelConfig | None = None, log=prin
     items = load_dataset(cfg.data, mc.fps)
     log(f"{len(items)} clips, {sum(m.shape[0] for m, _ in items) / mc.fps / 60:.1f} min, "
         f"loaded in {time.time() - t0:.0f} s; model {model.num_parameters() / 1e6:.2f} M params")
-    if start == 0:
+    if start == 0 and not cfg.init:
         model.set_stats(*compute_stats(items))
+    elif start == 0:
+        # a fine-tune keeps the normalisation it was trained with, except where the new data
+        # moves a channel the original corpus never moved (std at the 1e-3 floor): normalised by
+        # the old std those values would be hundreds of sigmas and swamp the loss
+        mm, ms, am, ast = compute_stats(items)
+        wide = ms > 10 * model.motion_std
+        if bool(wide.any()):
+            model.set_stats(torch.where(wide, mm, model.motion_mean), torch.maximum(model.motion_std, ms),
+                            model.audio_mean.clone(), model.audio_std.clone())
+            log(f"fine-tune: {int(wide.sum())} motion channels re-normalised to the new data")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     if start:
         _load_opt(resume, opt)
