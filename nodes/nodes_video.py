@@ -33,6 +33,26 @@ folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir,
 NO_CHECKPOINT = "(none: pixel-space model)"
 
 VideoModel = io.Custom("VLOGGER_VIDEO_MODEL")
+LORA_FOLDER = "vlogger_lora"
+folder_paths.add_model_folder_path(LORA_FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "lora"))
+NO_LORA = "(none)"
+
+
+def lora_folders() -> list[str]:
+    """Sub-folders of models/vlogger/lora/ holding a lora.json."""
+    found = []
+    for base in folder_paths.get_folder_paths(LORA_FOLDER):
+        if os.path.isdir(base):
+            found += [d for d in sorted(os.listdir(base)) if os.path.isfile(os.path.join(base, d, "lora.json"))]
+    return [NO_LORA] + found
+
+
+def lora_path(name: str) -> Path | None:
+    for base in folder_paths.get_folder_paths(LORA_FOLDER):
+        p = Path(base) / name
+        if (p / "lora.json").is_file():
+            return p
+    return None
 Controls = io.Custom("VLOGGER_CONTROLS")
 
 
@@ -158,12 +178,17 @@ class VideoModelLoader(io.ComfyNode):
                                default=NO_CHECKPOINT,
                                tooltip="For latent (SD 1.x-based) video models: the single-file SD 1.x .safetensors "
                                        "it was trained on. Ignored for pixel-space models and SR stages."),
+                io.Combo.Input("lora", options=lora_folders(), default=NO_LORA, optional=True,
+                               tooltip="A personalization LoRA from models/vlogger/lora (VLOGGER Train LoRA); "
+                                       "it must have been trained for this model."),
+                io.Float.Input("lora_strength", default=1.0, min=-2.0, max=2.0, step=0.05, optional=True,
+                               tooltip="How strongly the LoRA applies: 0 = the model without it, 1 = as trained."),
             ],
             outputs=[VideoModel.Output("video_model", tooltip="The loaded model for the VLOGGER video nodes.")],
         )
 
     @classmethod
-    def execute(cls, model_folder, checkpoint) -> io.NodeOutput:
+    def execute(cls, model_folder, checkpoint, lora=NO_LORA, lora_strength=1.0) -> io.NodeOutput:
         node = "VLOGGER_VideoModelLoader"
         folder = folder_path(model_folder)
         if folder is None:
@@ -181,6 +206,17 @@ class VideoModelLoader(io.ComfyNode):
         except ValueError as e:
             name = "checkpoint" if ("checkpoint" in str(e) or "Stable Diffusion" in str(e)) else "model_folder"
             raise input_error(node, name, str(e), "choose a matching model folder / SD 1.x checkpoint")
+        if lora and lora != NO_LORA:
+            from vlogger_core.personalization import LoraError, apply_lora
+            path = lora_path(lora)
+            if path is None:
+                raise input_error(node, "lora", f"'{lora}' is not in models/vlogger/lora", "pick one from the list")
+            if isinstance(model, SuperResolutionModel):
+                raise input_error(node, "lora", "LoRAs apply to video models, not SR stages", "set lora to (none)")
+            try:
+                apply_lora(model, path, lora_strength)
+            except LoraError as e:
+                raise input_error(node, "lora", str(e), "pick a LoRA trained for this model folder")
         return io.NodeOutput(model)
 
 
