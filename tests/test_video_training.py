@@ -102,3 +102,11 @@ def test_lora_strength_and_mismatch(dataset, tmp_path):
     other = save_model(build_video_model(tiny_pixel_spec(num_frames=2)), tmp_path / "other", tiny_random=True)
     with pytest.raises(LoraError, match="num_frames 4 .LoRA. vs 2"):
         apply_lora(load_model(other), tmp_path / "lora")
+
+
+def test_cli_from_a_shipped_spec(dataset, tmp_path, capsys):
+    from vlogger_core.video_training import main
+    main(["--data", dataset, "--out", str(tmp_path / "cli"), "--stage", "1", "--config", "tiny_video",
+          "--steps", "3", "--batch-size", "2", "--log-every", "1"])
+    assert (tmp_path / "cli" / "model" / "config.json").exists()
+    assert len(_losses(tmp_path / "cli")) == 3

@@ -12,7 +12,8 @@ Checkpoints: safetensors (trained parts + optimizer state) + JSON step, resumabl
 loss_log.jsonl and loss_plot.png; the result is a model folder VLOGGER_VideoModelLoader loads.
 
     python -m vlogger_core.video_training --data DATASET --out FOLDER --stage 1 --steps 1000 \\
-        [--init MODEL_FOLDER | --config pixel128.json] [--checkpoint SD15.safetensors] [--resume]
+        [--init MODEL_FOLDER | --config pixel128_video|sd15_video|tiny_video|SPEC.json]
+        [--checkpoint SD15.safetensors] [--resume]
 """
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ def build_or_load(cfg: VideoTrainConfig, device) -> VideoDiffusionModel:
         return load_model(cfg.init, checkpoint=cfg.checkpoint or None, device=device)
     if not cfg.config:
         raise TrainingError("give --init (a model folder) or --config (a VideoSpec JSON)")
-    spec = VideoSpec.from_json(read_config(cfg.config))
+    path = Path(cfg.config)
+    spec = VideoSpec.from_json(json.loads(path.read_text()) if path.is_file() else read_config(cfg.config))
     if spec.base == "sd15":
         if not cfg.checkpoint:
             raise TrainingError("a latent (SD 1.x) model needs --checkpoint SD15.safetensors")
