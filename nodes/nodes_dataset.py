@@ -19,12 +19,20 @@ from .common import device, input_error, interrupt_check, progress_callback
 from .nodes_body import Body
 from .nodes_motion import DEFAULT_NAME, FOLDER, SHIPPED, MotionModel, _model_names
 
-VIDEO_EXT = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+def _video_file(video, node: str) -> tuple[str, bool]:
+    """A file path for a ComfyUI VIDEO: its own file when it has one, else a temporary MP4
+    (frames + audio made into a video by another node). Returns (path, is_temporary)."""
+    import tempfile
 
-
-def _videos() -> list[str]:
-    d = folder_paths.get_input_directory()
-    return sorted(f for f in os.listdir(d) if f.lower().endswith(VIDEO_EXT)) if os.path.isdir(d) else []
+    src = getattr(video, "get_stream_source", lambda: None)()
+    if isinstance(src, str) and os.path.isfile(src):
+        return src, False
+    if video is None or not hasattr(video, "save_to"):
+        raise input_error(node, "video", "is not a video", "connect Load Video (or Create Video)")
+    fd, path = tempfile.mkstemp(suffix=".mp4", dir=folder_paths.get_temp_directory())
+    os.close(fd)
+    video.save_to(path)
+    return path, True
 
 
 def _safe_name(name: str) -> str:
@@ -50,8 +58,8 @@ class PrepareDataset(io.ComfyNode):
                 "unstable fit), frames + control maps + motion + audio written per clip. Needs "
                 "mediapipe (pip install mediapipe==0.10.21). Writes to output/vlogger_datasets/<name>."),
             inputs=[
-                io.Combo.Input("video", options=_videos() or [""], upload=io.UploadType.video,
-                               tooltip="A video in ComfyUI's input folder: one person, facing the camera, speaking."),
+                io.Video.Input("video", tooltip="The footage (e.g. from Load Video, or Create Video from "
+                                                "frames + audio): one person, facing the camera, speaking."),
                 Body.Input("body", tooltip="The body model to fit (VLOGGER_BodyModelLoader)."),
                 io.String.Input("dataset_name", default="my_speaker",
                                 tooltip="Folder name under output/vlogger_datasets (replaced if it exists)."),
@@ -76,10 +84,8 @@ class PrepareDataset(io.ComfyNode):
     def execute(cls, video, body, dataset_name, fps, clip_frames, frame_size, max_missing,
                 max_error_px) -> io.NodeOutput:
         node = "VLOGGER_PrepareDataset"
-        path = os.path.join(folder_paths.get_input_directory(), video or "")
-        if not video or not os.path.isfile(path):
-            raise input_error(node, "video", f"'{video}' is not in the input folder", "upload a video of a person speaking")
         out = datasets_dir() / _safe_name(dataset_name)
+        path, tmp = _video_file(video, node)
         settings = PrepSettings(fps=fps, clip_frames=clip_frames, frame_size=frame_size,
                                 max_missing=max_missing, max_error_px=max_error_px)
         try:
@@ -90,6 +96,9 @@ class PrepareDataset(io.ComfyNode):
             fix = ("install the optional extra: pip install mediapipe==0.10.21" if "mediapipe" in str(e)
                    else "use a video of one person facing the camera, with speech")
             raise input_error(node, "video", str(e), fix)
+        finally:
+            if tmp:
+                os.unlink(path)
         if summary["kept"] == 0:
             reasons = "; ".join(sorted({d["reason"] for d in summary["dropped"]}))
             raise input_error(node, "video", f"no usable clip ({reasons})",
