@@ -14,8 +14,8 @@ def page(comfy):
         yield p
 
 
-# widgets the frontend adds for its own display (the audio player, the upload button)
-UI_ONLY_INPUTS = {"audioUI", "upload"}
+# widgets the frontend adds for its own display (the audio player, the upload button, the video preview)
+UI_ONLY_INPUTS = {"audioUI", "upload", "video-preview"}
 
 
 def _strip(prompt: dict) -> dict:
