@@ -163,3 +163,13 @@ def test_masked_diffusion_keeps_the_outside(body, video):
         bad = build_video_model(tiny_pixel_spec(num_parts=3, num_frames=4, size=32))
         list(redub_frames(body, frames[:4], _speaking(4, fps), RedubSettings(), fps, video_model=bad))
     assert e.value.input == "video_model"
+
+
+def test_opencv_fallback_keeps_the_outside(body, video):
+    """Without mediapipe's landmarks: first-frame fit + face-box tracking, same guarantee."""
+    frames, fps = video
+    (out, mask), = redub_frames(body, frames[:6], _speaking(6, fps), RedubSettings(detector="opencv", window=6), fps)
+    orig = frames[:6].astype(np.float32) / 255.0
+    assert 0.001 < (mask > 0).mean() < 0.1
+    assert np.array_equal(out[mask == 0], orig[mask == 0])
+    assert np.abs(out - orig)[mask > 0.99].mean() > 0.02
