@@ -23,6 +23,7 @@ folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir,
 SHIPPED = SHIPPED_MODELS / "motion" / "vlogger_motion_default.safetensors"
 DEFAULT_NAME = "vlogger_motion_default (shipped)"
 
+
 def timeline_ui(motion: Motion, wave: torch.Tensor | None) -> dict:
     """The motion view's payload (web/js/vlogger_motion_view.js): curves, waveform and the
     speech as a temp WAV the browser can play."""
@@ -36,8 +37,10 @@ def timeline_ui(motion: Motion, wave: torch.Tensor | None) -> dict:
         folder = os.path.join(folder_paths.get_temp_directory(), sub)
         os.makedirs(folder, exist_ok=True)
         name = f"motion_speech_{uuid.uuid4().hex[:10]}.wav"
-        sf.write(os.path.join(folder, name), wave.detach().float().reshape(-1).cpu().numpy(),
-                 speech_io.MODEL_SAMPLE_RATE, subtype="PCM_16")
+        path = os.path.join(folder, name)
+        sf.write(path + ".part", wave.detach().float().reshape(-1).cpu().numpy(),   # whole or none
+                 speech_io.MODEL_SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        os.replace(path + ".part", path)
         data["audio"] = {"filename": name, "subfolder": sub, "type": "temp"}
     return {"vlogger_motion": [data]}
 

@@ -7,7 +7,9 @@ import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 
 const NODE = "VLOGGER_FitReference";
-const HEIGHT = 300;
+const HEIGHT = 340;
+const WIDTH = 420;                 // the node grows to at least this when the editor appears
+const PAD = [30, 10, 22];          // CSS px kept free above (handles), at the sides, below (hint)
 const RANGES = { scale: [0.05, 20], offset_x: [-2, 2], offset_y: [-2, 2], rotation: [-180, 180] };
 const DECIMALS = { scale: 3, offset_x: 4, offset_y: 4, rotation: 2 };
 
@@ -56,6 +58,8 @@ class FitEditor {
       getMinHeight: () => HEIGHT,
       getMaxHeight: () => HEIGHT,
     });
+    // options.serialize keeps it out of the prompt, .serialize out of the saved widgets_values
+    this.widget.serialize = false;
     for (const k of Object.keys(RANGES)) {
       const w = widget(node, k);
       if (!w) continue;
@@ -81,8 +85,9 @@ class FitEditor {
     const cw = Math.max(1, Math.round(r.width * dpr)), ch = Math.max(1, Math.round(r.height * dpr));
     if (this.canvas.width !== cw || this.canvas.height !== ch) { this.canvas.width = cw; this.canvas.height = ch; }
     const { width: W, height: H } = this.data;
-    const s = Math.min(cw / W, ch / H);
-    const L = { s, ox: (cw - W * s) / 2, oy: (ch - H * s) / 2, dpr, cssScale: s / dpr };
+    const [pt, px, pb] = PAD.map((v) => v * dpr);
+    const s = Math.max(1e-3, Math.min((cw - 2 * px) / W, (ch - pt - pb) / H));
+    const L = { s, ox: (cw - W * s) / 2, oy: pt + (ch - pt - pb - H * s) / 2, dpr, cssScale: s / dpr };
     this.el.dataset.cssScale = String(L.cssScale);     // CSS px per photo px (tests read it)
     return L;
   }
@@ -113,8 +118,18 @@ class FitEditor {
     const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
     const box = [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
     const c = (x, y) => [L.ox + x * L.s, L.oy + y * L.s];
-    return { pts, scale: c(box[2], box[1]), turn: c((box[0] + box[2]) / 2, box[1]),
-             center: c(...this.transform(this.data.face_center, e)) };
+    const top = c((box[0] + box[2]) / 2, box[1]);
+    const h = { pts, scale: c(box[2], box[1]), turn: [top[0], Math.max(8 * L.dpr, top[1] - 18 * L.dpr)],
+                center: c(...this.transform(this.data.face_center, e)) };
+    // clamp the handles into the canvas so they stay grabbable when the body fills the photo
+    for (const k of ["scale", "turn"]) {
+      h[k] = [Math.min(this.canvas.width - 8 * L.dpr, Math.max(8 * L.dpr, h[k][0])),
+              Math.min(this.canvas.height - 8 * L.dpr, Math.max(8 * L.dpr, h[k][1]))];
+    }
+    // handle positions in CSS px from the canvas' top-left (tests drag them)
+    this.el.dataset.handles = JSON.stringify(Object.fromEntries(
+      ["scale", "turn", "center"].map((k) => [k, h[k].map((v) => v / L.dpr)])));
+    return h;
   }
 
   draw() {
@@ -154,7 +169,7 @@ class FitEditor {
     ctx.fillStyle = "#ff00ff";
     ctx.fillRect(h.scale[0] - r, h.scale[1] - r, 2 * r, 2 * r);
     ctx.beginPath();
-    ctx.arc(h.turn[0], h.turn[1] - 3 * r, r, 0, 2 * Math.PI);
+    ctx.arc(h.turn[0], h.turn[1], r, 0, 2 * Math.PI);
     ctx.fill();
     ctx.strokeStyle = "#ffffff";
     ctx.beginPath();
@@ -162,8 +177,10 @@ class FitEditor {
     ctx.stroke();
     ctx.fillStyle = "#ffffff";
     ctx.font = `${11 * L.dpr}px sans-serif`;
-    ctx.fillText(moved ? "edited: Run to refit" : "drag: move · wheel / square: scale · knob: turn",
-                 6 * L.dpr, this.canvas.height - 6 * L.dpr);
+    const v = values(this.node);
+    const now = `scale ${v.scale.toFixed(2)} · x ${v.offset_x.toFixed(3)} · y ${v.offset_y.toFixed(3)} · turn ${v.rotation.toFixed(1)}°`;
+    ctx.fillText(moved ? `edited (${now}): Run to refit` : "drag: move · wheel / square: scale · knob: turn",
+                 6 * L.dpr, this.canvas.height - 7 * L.dpr);
   }
 
   at(ev) {
@@ -181,7 +198,7 @@ class FitEditor {
     const h = this.handles(this.pending(), L);
     const p = this.at(ev);
     const near = (q, d = 12 * L.dpr) => Math.hypot(p[0] - q[0], p[1] - q[1]) < d;
-    const mode = near([h.turn[0], h.turn[1] - 18 * L.dpr]) ? "turn" : near(h.scale) ? "scale" : "move";
+    const mode = near(h.turn) ? "turn" : near(h.scale) ? "scale" : "move";
     this.drag = { mode, p, L, start: values(this.node), center: h.center };
   }
 
@@ -234,7 +251,8 @@ app.registerExtension({
       this.vloggerFitEditor ??= new FitEditor(this);
       this.vloggerFitEditor.show(data, message.images?.[0]);
       const need = this.computeSize();
-      if (this.size[1] < need[1]) this.setSize([Math.max(this.size[0], need[0]), need[1]]);
+      if (this.size[1] < need[1] || this.size[0] < WIDTH)
+        this.setSize([Math.max(this.size[0], need[0], WIDTH), Math.max(this.size[1], need[1])]);
       this.setDirtyCanvas(true, true);
     };
   },

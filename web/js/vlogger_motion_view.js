@@ -6,13 +6,15 @@ import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 
 const NODES = ["VLOGGER_MotionSampler", "VLOGGER_MotionPreview"];
-const HEIGHT = 260;
+const HEIGHT = 300;
+const WIDTH = 440;                 // the node grows to at least this when the view appears
 // explicit colours (the browser test counts their pixels)
 export const COLORS = {
   background: "#101014", wave: "#9a9a9a", playhead: "#ffffff",
   mouth: "#ff3030", blink: "#b040ff", head_yaw: "#ffa000", head_pitch: "#2090ff",
   head_roll: "#30d050", gesture: "#e0d020",
 };
+const UNITS = { head_yaw: "deg", head_pitch: "deg", head_roll: "deg", gesture: "rad/s" };
 // [track, value range]; angles share one lane centred on 0
 const LANES = [
   ["mouth", [0, 1]], ["blink", [0, 1]],
@@ -42,9 +44,11 @@ class MotionView {
     this.audio.addEventListener("ended", () => this.stopped());
     this.audio.addEventListener("pause", () => this.stopped());
     new ResizeObserver(() => this.draw()).observe(this.canvas);   // drawn once laid out
-    node.addDOMWidget("vlogger_motion_view", "vlogger_motion_view", this.el, {
+    const w = node.addDOMWidget("vlogger_motion_view", "vlogger_motion_view", this.el, {
       serialize: false, hideOnZoom: false, getMinHeight: () => HEIGHT, getMaxHeight: () => HEIGHT,
     });
+    // options.serialize keeps it out of the prompt, .serialize out of the saved widgets_values
+    w.serialize = false;
   }
 
   show(data) {
@@ -135,10 +139,25 @@ class MotionView {
         });
         ctx.stroke();
       }
-      ctx.fillStyle = "#c8c8c8";
-      ctx.font = `${10 * dpr}px sans-serif`;
-      ctx.fillText(keys.join(" / "), 4 * dpr, top + 11 * dpr);
+      ctx.font = `${10 * dpr}px sans-serif`;     // each track's name in its own colour
+      let lx = 4 * dpr;
+      for (const k of keys) {
+        const name = k + (UNITS[k] ? ` (${UNITS[k]})` : "");
+        ctx.fillStyle = "#000000b0";
+        ctx.fillRect(lx - 2 * dpr, top + 2 * dpr, ctx.measureText(name).width + 4 * dpr, 12 * dpr);
+        ctx.fillStyle = COLORS[k];
+        ctx.fillText(name, lx, top + 11 * dpr);
+        lx += ctx.measureText(name).width + 10 * dpr;
+      }
     });
+    ctx.fillStyle = "#c8c8c8";                       // seconds along the bottom of the waveform lane
+    ctx.font = `${9 * dpr}px sans-serif`;
+    const every = T > 20 ? 5 : T > 8 ? 2 : 1;
+    for (let t = every; t < T; t += every) {
+      const tx = (t / T) * W;
+      ctx.fillRect(tx, lh - 4 * dpr, dpr, 4 * dpr);
+      ctx.fillText(`${t}s`, tx + 2 * dpr, lh - 2 * dpr);
+    }
     const x = (this.audio.currentTime / T) * W;     // playhead
     ctx.fillStyle = COLORS.playhead;
     ctx.fillRect(x - dpr, 0, 2 * dpr, H);
@@ -157,7 +176,8 @@ app.registerExtension({
       this.vloggerMotionView ??= new MotionView(this);
       this.vloggerMotionView.show(data);
       const need = this.computeSize();
-      if (this.size[1] < need[1]) this.setSize([Math.max(this.size[0], need[0]), need[1]]);
+      if (this.size[1] < need[1] || this.size[0] < WIDTH)
+        this.setSize([Math.max(this.size[0], need[0], WIDTH), Math.max(this.size[1], need[1])]);
       this.setDirtyCanvas(true, true);
     };
   },
