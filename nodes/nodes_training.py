@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
 import time
 from pathlib import Path
@@ -20,6 +21,17 @@ from .nodes_video import LORA_FOLDER, VideoModel
 NODE = "VLOGGER_TrainLoRA"
 
 
+def _resolve(dataset: str) -> str:
+    """An absolute path as given; a relative one looked up in ComfyUI's output, then input folder
+    (Prepare Dataset writes to output/vlogger_datasets/<name>)."""
+    if not dataset or os.path.isabs(dataset):
+        return dataset
+    for base in (folder_paths.get_output_directory(), folder_paths.get_input_directory()):
+        if (Path(base) / dataset / "dataset.json").exists():
+            return str(Path(base) / dataset)
+    return dataset
+
+
 class TrainLoRA(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -28,15 +40,17 @@ class TrainLoRA(io.ComfyNode):
             display_name="VLOGGER Train LoRA (personalize)",
             category="VLOGGER/training",
             description=(
-                "Personalizes a video model to one person: trains a LoRA (peft) on its control branch "
-                "with the diffusion loss on that person's prepared dataset (VLOGGER Prepare Dataset), "
+                "Personalizes a video model to one person: trains a LoRA (peft) on its control branch and "
+                "temporal layers with the diffusion loss on that person's prepared dataset (VLOGGER Prepare Dataset), "
                 "saves it to models/vlogger/lora/<name> and outputs the model with it applied. Load it "
                 "later with VLOGGER Load Video Diffusion Model's lora input. The first step is timed and "
                 "the expected duration is shown; on a CPU only tiny runs are practical (real runs: GPU)."),
             inputs=[
                 VideoModel.Input("video_model", tooltip="The video model to personalize (not changed: a copy is trained)."),
                 io.String.Input("dataset", force_input=True,
-                                tooltip="A prepared dataset of ONE person, at the model's resolution."),
+                                tooltip="A prepared dataset folder (vlogger-dataset-v1) of ONE person at the model's "
+                                        "frame size: VLOGGER Prepare Dataset's output, or a path (relative "
+                                        "paths are looked up in ComfyUI's output, then input folder)."),
                 io.Int.Input("steps", default=200, min=1, max=100_000, tooltip="Training steps."),
                 io.Float.Input("lr", default=1e-4, min=1e-6, max=1e-2, step=1e-5, tooltip="Learning rate."),
                 io.Int.Input("rank", default=8, min=1, max=256, tooltip="LoRA rank (4-16 typical)."),
@@ -54,26 +68,36 @@ class TrainLoRA(io.ComfyNode):
         if not isinstance(video_model, VideoDiffusionModel):
             raise input_error(NODE, "video_model", "is not a video model (an SR stage?)",
                               "load a video model folder")
+        dataset = _resolve(dataset)
         if not dataset or not (Path(dataset) / "dataset.json").exists():
             raise input_error(NODE, "dataset", f"'{dataset}' is not a prepared dataset (no dataset.json)",
                               "connect VLOGGER_PrepareDataset's dataset output")
         notes = []
+
+        def log(msg: str) -> None:  # printed at once (the first-step time estimate), shown at the end
+            print(f"[{NODE}] {msg}")
+            notes.append(msg)
         try:
             with torch.inference_mode(False), torch.enable_grad():
                 # a copy (the loader's model stays as it was), made outside inference mode so
                 # its weights are ordinary tensors autograd can use
                 model = copy.deepcopy(video_model)
                 losses = train_lora(model, dataset, steps, lr, rank, seed=seed,
-                                    progress=progress_callback(steps), interrupt=interrupt_check,
-                                    log=notes.append)
-        except (TrainingError, LoraError) as e:
-            raise input_error(NODE, "dataset", str(e), "prepare the dataset at the model's frame size")
+                                    progress=progress_callback(steps), interrupt=interrupt_check, log=log)
+        except LoraError as e:
+            if "already has" in str(e):
+                raise input_error(NODE, "video_model", str(e), "set the loader's lora to (none)")
+            raise input_error(NODE, "dataset", str(e), "check the dataset and settings")
+        except TrainingError as e:
+            raise input_error(NODE, "dataset", str(e), "prepare the dataset from this person's footage at the "
+                                                       "model's frame size")
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", lora_name).strip("._") or "lora"
         out = Path(folder_paths.get_folder_paths(LORA_FOLDER)[0]) / name
         save_lora(model, out, {"trained_on": str(dataset), "steps": steps, "lr": lr, "seed": seed,
                                "first_loss": losses[0], "last_loss": losses[-1],
                                "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-        msg = f"{notes[0] if notes else ''}; loss {losses[0]:.4f} -> {losses[-1]:.4f}; saved {out}"
+        msg = (f"{notes[0] if notes else ''}\nloss {losses[0]:.4f} (first step) -> {losses[-1]:.4f} (last step); "
+               f"saved {out}")
         return io.NodeOutput(model, str(out), ui={"text": [msg]})
 
 

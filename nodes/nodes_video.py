@@ -206,6 +206,7 @@ class VideoModelLoader(io.ComfyNode):
         except ValueError as e:
             name = "checkpoint" if ("checkpoint" in str(e) or "Stable Diffusion" in str(e)) else "model_folder"
             raise input_error(node, name, str(e), "choose a matching model folder / SD 1.x checkpoint")
+        model.source_folder = model_folder  # a LoRA trained on it records the folder it was made for
         if lora and lora != NO_LORA:
             from vlogger_core.personalization import LoraError, apply_lora
             path = lora_path(lora)

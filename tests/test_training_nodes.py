@@ -1,37 +1,73 @@
 """VLOGGER_TrainLoRA and the loader's LoRA inputs through the real server (tiny random model:
-plumbing only)."""
+plumbing only, the images are noise)."""
 from __future__ import annotations
 
+import io
+import json
 
-def test_train_lora_then_load_it_with_a_strength(comfy):
+import numpy as np
+import pytest
+from PIL import Image
+
+LORA = "astronaut_lora_demo"
+
+
+@pytest.fixture(scope="module")
+def trained(comfy):
     res = comfy.run(comfy.workflow("personalize_lora"))
     assert res.error is None, res.error
-    lora = comfy.models_dir / "vlogger" / "lora" / "astronaut_lora_demo"
-    assert (lora / "lora.json").exists() and (lora / "lora.safetensors").exists()
-    assert len(res.outputs["11"]["images"]) == 4
-    info = comfy.object_info()["VLOGGER_VideoModelLoader"]["input"]["optional"]
-    assert "astronaut_lora_demo" in str(info["lora"])
-    loader = {"class_type": "VLOGGER_VideoModelLoader",
-              "inputs": {"model_folder": "tiny-random-pixel", "checkpoint": "(none: pixel-space model)",
-                         "lora": "astronaut_lora_demo", "lora_strength": 0.5}}
+    return res
+
+
+def _sample(comfy, lora: str, strength: float) -> np.ndarray:
+    """The workflow's sampler on the loader with this LoRA setting: frames as uint8."""
     wf = comfy.workflow("personalize_lora")
-    prompt = {k: wf[k] for k in ("1", "2", "3", "4", "5", "6", "7")}
-    prompt["8"] = loader
+    prompt = {k: wf[k] for k in ("1", "2", "3", "4", "5", "6", "7", "8", "10", "11")}
+    prompt["8"] = {**wf["8"], "inputs": {**wf["8"]["inputs"], "lora": lora, "lora_strength": strength}}
     prompt["10"] = {**wf["10"], "inputs": {**wf["10"]["inputs"], "video_model": ["8", 0]}}
-    prompt["11"] = wf["11"]
     res = comfy.run(prompt)
     assert res.error is None, res.error
-    # a LoRA made for another model is refused, naming the input
-    bad = dict(prompt)
-    bad["8"] = {**loader, "inputs": {**loader["inputs"], "model_folder": "tiny-random-sd",
-                                     "checkpoint": "tiny-random-sd1.safetensors"}}
+    return np.stack([np.array(Image.open(io.BytesIO(comfy.fetch(f)))) for f in res.files("images")])
+
+
+def test_train_lora_writes_the_folder_and_says_how_long(comfy, trained):
+    lora = comfy.models_dir / "vlogger" / "lora" / LORA
+    info = json.loads((lora / "lora.json").read_text())
+    assert (lora / "lora.safetensors").stat().st_size > 1000
+    assert info["model_folder"] == "tiny-random-pixel" and info["rank"] == 4 and info["steps"] == 8
+    text = " ".join(trained.outputs["21"]["text"])
+    assert "should take about" in text and "loss" in text, text
+    assert len(trained.outputs["11"]["images"]) == 4
+    assert LORA in str(comfy.object_info()["VLOGGER_VideoModelLoader"]["input"]["optional"]["lora"])
+
+
+def test_loader_applies_the_lora_with_a_strength(comfy, trained):
+    plain = _sample(comfy, "(none)", 1.0)
+    assert np.array_equal(_sample(comfy, LORA, 0.0), plain)       # strength 0 == no LoRA
+    strong = _sample(comfy, LORA, 2.0)
+    assert np.abs(strong.astype(int) - plain).max() > 0
+    print(f"\nmean |frame difference| at strength 2: {np.abs(strong.astype(float) - plain).mean():.2f} / 255")
+
+
+def test_lora_for_another_model_and_twice(comfy, trained):
+    wf = comfy.workflow("personalize_lora")
+    bad = {"8": {**wf["8"], "inputs": {**wf["8"]["inputs"], "model_folder": "tiny-random-sd",
+                                       "checkpoint": "tiny-random-sd1.safetensors", "lora": LORA}},
+           "9": {"class_type": "VLOGGER_TrainLoRA", "inputs": {**wf["21"]["inputs"], "video_model": ["8", 0],
+                                                                "dataset": ["12", 0], "lora_name": "never"}},
+           "12": {"class_type": "PrimitiveString", "inputs": {"value": f"vlogger_datasets/{LORA}"}}}
     res = comfy.run(bad)
-    assert "[VLOGGER_VideoModelLoader] input 'lora'" in str(res.error) and "another model" in str(res.error)
+    err = str(res.error)
+    assert "[VLOGGER_VideoModelLoader] input 'lora'" in err and "another model (tiny-random-pixel)" in err, err
+    # a model that already carries a LoRA cannot get a second one (a relative dataset path is found)
+    bad["8"] = {**wf["8"], "inputs": {**wf["8"]["inputs"], "lora": LORA}}
+    err = str(comfy.run(bad).error)
+    assert "[VLOGGER_TrainLoRA] input 'video_model'" in err and "already has" in err, err
 
 
 def test_train_lora_bad_dataset(comfy):
     wf = comfy.workflow("personalize_lora")
     prompt = {"8": wf["8"], "9": {"class_type": "PrimitiveString", "inputs": {"value": "/no/such/dataset"}},
               "21": {**wf["21"], "inputs": {**wf["21"]["inputs"], "dataset": ["9", 0]}}}
-    res = comfy.run(prompt)
-    assert "[VLOGGER_TrainLoRA] input 'dataset'" in str(res.error), res.error
+    err = str(comfy.run(prompt).error)
+    assert "[VLOGGER_TrainLoRA] input 'dataset'" in err and "no dataset.json" in err, err
