@@ -9,30 +9,37 @@ from pathlib import Path
 
 import folder_paths
 import torch
-from comfy_api.latest import io, ui
+from comfy_api.latest import InputImpl, io, ui
 
-from vlogger_core.dataset_prep import DatasetError, PrepSettings, prepare_dataset
+from vlogger_core.dataset_prep import DatasetError, PrepSettings, footage_from_arrays, prepare_dataset
 from vlogger_core.motion_diffusion import load_motion_model
-from vlogger_core.motion_training import TrainConfig, plot_losses, train
+from vlogger_core.motion_training import TrainConfig, train
 
 from .common import device, input_error, interrupt_check, progress_callback
 from .nodes_body import Body
 from .nodes_motion import DEFAULT_NAME, FOLDER, SHIPPED, MotionModel, _model_names
 
-def _video_file(video, node: str) -> tuple[str, bool]:
-    """A file path for a ComfyUI VIDEO: its own file when it has one, else a temporary MP4
-    (frames + audio made into a video by another node). Returns (path, is_temporary)."""
-    import tempfile
-
-    src = getattr(video, "get_stream_source", lambda: None)()
-    if isinstance(src, str) and os.path.isfile(src):
-        return src, False
-    if video is None or not hasattr(video, "save_to"):
+def _footage(video, fps: float, node: str):
+    """A ComfyUI VIDEO as the core's footage: decoded from its own file when it has one (the
+    container's timestamps, so variable frame rate is detected), else from its frames, rate
+    and audio (Create Video from an IMAGE batch + AUDIO)."""
+    if video is None or not hasattr(video, "get_components"):
         raise input_error(node, "video", "is not a video", "connect Load Video (or Create Video)")
-    fd, path = tempfile.mkstemp(suffix=".mp4", dir=folder_paths.get_temp_directory())
-    os.close(fd)
-    video.save_to(path)
-    return path, True
+    if isinstance(video, InputImpl.VideoFromFile):      # (other kinds encode themselves to give a source)
+        src = video.get_stream_source()
+        if isinstance(src, str) and os.path.isfile(src):
+            return src
+    try:
+        c = video.get_components()
+    except Exception as e:
+        raise input_error(node, "video", f"cannot be decoded ({e})", "load a readable video file")
+    audio = c.audio
+    wave = audio["waveform"][0] if audio is not None else None
+    rate = int(audio["sample_rate"]) if audio is not None else None
+    try:
+        return footage_from_arrays("video", c.images, wave, rate, float(c.frame_rate), fps)
+    except DatasetError as e:
+        raise input_error(node, "video", str(e), "give frames as an IMAGE batch [T,H,W,3]")
 
 
 def _safe_name(name: str) -> str:
@@ -51,15 +58,17 @@ class PrepareDataset(io.ComfyNode):
             display_name="VLOGGER Prepare Dataset (from your footage)",
             category="VLOGGER/training",
             description=(
-                "Turns a video of a person speaking into a training dataset (vlogger-dataset-v1): "
-                "constant frame rate, 16 kHz speech, shot-cut detection, mediapipe landmarks per "
-                "frame, the body fitted per clip (shape and camera fixed, per-frame pose, jaw and "
-                "expression, with a smoothness term), clips cut and filtered (face missing, "
-                "unstable fit), frames + control maps + motion + audio written per clip. Needs "
+                "Turns a video of a person speaking into a training dataset (vlogger-dataset-v1) for "
+                "VLOGGER Fine-tune Motion Model and VLOGGER Train LoRA: constant frame rate (variable-rate "
+                "footage is resampled), 16 kHz speech, shot-cut detection (no clip spans a cut), mediapipe "
+                "face, pose and hand landmarks per frame, the body fitted per clip (camera FOV estimated, "
+                "shape shared, per-frame pose, jaw, fingers and expression, with a smoothness term), "
+                "clips cut and filtered (too short, face or hands missing, unstable fit) with the reason "
+                "for each one dropped, frames + control maps + motion + audio written per clip. Needs "
                 "mediapipe (pip install mediapipe==0.10.21). Writes to output/vlogger_datasets/<name>."),
             inputs=[
-                io.Video.Input("video", tooltip="The footage (e.g. from Load Video, or Create Video from "
-                                                "frames + audio): one person, facing the camera, speaking."),
+                io.Video.Input("video", tooltip="The footage (Load Video, or Create Video from an IMAGE batch "
+                                                "+ AUDIO): one person, facing the camera, speaking."),
                 Body.Input("body", tooltip="The body model to fit (VLOGGER_BodyModelLoader)."),
                 io.String.Input("dataset_name", default="my_speaker",
                                 tooltip="Folder name under output/vlogger_datasets (replaced if it exists)."),
@@ -71,9 +80,20 @@ class PrepareDataset(io.ComfyNode):
                              tooltip="Stored frames and control maps are square at this size (the "
                                      "video model's resolution, e.g. 128 for the pixel base)."),
                 io.Float.Input("max_missing", default=0.1, min=0.0, max=1.0, step=0.01,
-                               tooltip="Drop a clip when the face is missing in more than this fraction of frames."),
+                               tooltip="Drop a clip when the face (or, with require_hands, the hands) is "
+                                       "missing in more than this fraction of its frames."),
                 io.Float.Input("max_error_px", default=6.0, min=0.5, max=50.0, step=0.5,
                                tooltip="Drop a clip whose mean landmark error (at 256 px) is higher: an unstable fit."),
+                io.Float.Input("max_jitter_px", default=4.0, min=0.1, max=50.0, step=0.1,
+                               tooltip="Drop a clip whose fitted face landmarks jitter more than this "
+                                       "(mean frame-to-frame second difference, px at 256): an unstable fit."),
+                io.Boolean.Input("require_hands", default=False,
+                                 tooltip="Drop clips where neither hand is detected in more than max_missing of "
+                                         "the frames (the paper keeps only clips with the hands seen; "
+                                         "off for head-and-shoulders footage)."),
+                io.Boolean.Input("allow_silent", default=False,
+                                 tooltip="Accept footage without an audio track (its clips then serve only "
+                                         "video-model training and LoRA, not the motion model)."),
             ],
             outputs=[io.String.Output("dataset", tooltip="Path of the prepared dataset folder."),
                      io.String.Output("summary", tooltip="Clips kept and dropped (with reasons), as JSON.")],
@@ -82,30 +102,40 @@ class PrepareDataset(io.ComfyNode):
 
     @classmethod
     def execute(cls, video, body, dataset_name, fps, clip_frames, frame_size, max_missing,
-                max_error_px) -> io.NodeOutput:
+                max_error_px, max_jitter_px=4.0, require_hands=False, allow_silent=False) -> io.NodeOutput:
         node = "VLOGGER_PrepareDataset"
         out = datasets_dir() / _safe_name(dataset_name)
-        path, tmp = _video_file(video, node)
+        source = _footage(video, fps, node)
         settings = PrepSettings(fps=fps, clip_frames=clip_frames, frame_size=frame_size,
-                                max_missing=max_missing, max_error_px=max_error_px)
+                                max_missing=max_missing, max_error_px=max_error_px,
+                                max_jitter_px=max_jitter_px, require_hands=require_hands,
+                                allow_silent=allow_silent)
         try:
             with torch.inference_mode(False), torch.enable_grad():
-                summary = prepare_dataset([path], out, body, settings, device(),
+                summary = prepare_dataset([source], out, body, settings, device(),
                                           progress_callback(1), interrupt_check, log=lambda *a: None)
         except DatasetError as e:
-            fix = ("install the optional extra: pip install mediapipe==0.10.21" if "mediapipe" in str(e)
-                   else "use a video of one person facing the camera, with speech")
-            raise input_error(node, "video", str(e), fix)
-        finally:
-            if tmp:
-                os.unlink(path)
+            msg = str(e)
+            if "mediapipe" in msg:
+                fix = "install the optional extra: pip install mediapipe==0.10.21, then restart ComfyUI"
+            elif "no audio" in msg:
+                fix = "use footage with its speech track, or set allow_silent (video training only)"
+            elif "no person" in msg:
+                fix = "use footage of one person facing the camera, face visible"
+            else:
+                fix = "use a readable video of one person facing the camera, with speech"
+            raise input_error(node, "video", msg, fix)
         if summary["kept"] == 0:
             reasons = "; ".join(sorted({d["reason"] for d in summary["dropped"]}))
             raise input_error(node, "video", f"no usable clip ({reasons})",
-                              "use longer footage with the face visible, or relax max_missing / max_error_px")
+                              "use longer footage with the face visible, or relax max_missing / "
+                              "max_error_px / max_jitter_px / require_hands, or lower clip_frames")
         text = json.dumps({k: summary[k] for k in ("kept", "dropped", "frames", "notes")}, indent=1)
-        return io.NodeOutput(str(out), text, ui={"text": [f"{summary['kept']} clips kept, "
-                                                          f"{len(summary['dropped'])} dropped -> {out}"]})
+        cuts = sum(len(n.get("shot_cuts", [])) for n in summary["notes"].values())
+        extra = (f", {cuts} shot cut(s)" if cuts else "") + (
+            ", resampled to constant fps" if any("resampled_to_fps" in n for n in summary["notes"].values()) else "")
+        line = f"{summary['kept']} clips kept, {len(summary['dropped'])} dropped{extra} -> {out}"
+        return io.NodeOutput(str(out), text, ui={"text": [line, text]})
 
 
 class TrainMotion(io.ComfyNode):

@@ -41,7 +41,7 @@ class TrainLoRA(io.ComfyNode):
             category="VLOGGER/training",
             description=(
                 "Personalizes a video model to one person: trains a LoRA (peft) on its control branch and "
-                "temporal layers with the diffusion loss on that person's prepared dataset (VLOGGER Prepare Dataset), "
+                "temporal layers (optionally the frozen base's attention too) with the diffusion loss on that person's prepared dataset (VLOGGER Prepare Dataset), "
                 "saves it to models/vlogger/lora/<name> and outputs the model with it applied. Load it "
                 "later with VLOGGER Load Video Diffusion Model's lora input. The first step is timed and "
                 "the expected duration is shown; on a CPU only tiny runs are practical (real runs: GPU)."),
@@ -57,6 +57,12 @@ class TrainLoRA(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Random seed of the run."),
                 io.String.Input("lora_name", default="my_speaker_lora",
                                 tooltip="Folder name in models/vlogger/lora (replaced if it exists)."),
+                io.Int.Input("batch_size", default=2, min=1, max=4096,
+                             tooltip="Clips per step. Settings whose estimated memory does not fit the "
+                                     "device are refused before training, with the batch size that fits."),
+                io.Boolean.Input("include_base", default=False,
+                                 tooltip="Also put the LoRA on the frozen base UNet's attention layers (more "
+                                         "identity detail, a bigger file; the paper fine-tunes the whole model)."),
             ],
             outputs=[VideoModel.Output("personalized", tooltip="The model with the new LoRA applied (strength 1)."),
                      io.String.Output("lora_path", tooltip="Where the LoRA was saved.")],
@@ -64,7 +70,8 @@ class TrainLoRA(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video_model, dataset, steps, lr, rank, seed, lora_name) -> io.NodeOutput:
+    def execute(cls, video_model, dataset, steps, lr, rank, seed, lora_name, batch_size=2,
+                include_base=False) -> io.NodeOutput:
         if not isinstance(video_model, VideoDiffusionModel):
             raise input_error(NODE, "video_model", "is not a video model (an SR stage?)",
                               "load a video model folder")
@@ -82,18 +89,22 @@ class TrainLoRA(io.ComfyNode):
                 # a copy (the loader's model stays as it was), made outside inference mode so
                 # its weights are ordinary tensors autograd can use
                 model = copy.deepcopy(video_model)
-                losses = train_lora(model, dataset, steps, lr, rank, seed=seed,
-                                    progress=progress_callback(steps), interrupt=interrupt_check, log=log)
+                losses = train_lora(model, dataset, steps, lr, rank, batch_size, seed, include_base,
+                                    progress=progress_callback(steps), interrupt=interrupt_check, log=log,
+                                    batch_flag="batch_size")
         except LoraError as e:
             if "already has" in str(e):
                 raise input_error(NODE, "video_model", str(e), "set the loader's lora to (none)")
             raise input_error(NODE, "dataset", str(e), "check the dataset and settings")
         except TrainingError as e:
+            if "needs about" in str(e):
+                raise input_error(NODE, "batch_size", str(e), "lower batch_size (or use a GPU with more memory)")
             raise input_error(NODE, "dataset", str(e), "prepare the dataset from this person's footage at the "
                                                        "model's frame size")
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", lora_name).strip("._") or "lora"
         out = Path(folder_paths.get_folder_paths(LORA_FOLDER)[0]) / name
         save_lora(model, out, {"trained_on": str(dataset), "steps": steps, "lr": lr, "seed": seed,
+                               "batch_size": batch_size,
                                "first_loss": losses[0], "last_loss": losses[-1],
                                "created": time.strftime("%Y-%m-%d %H:%M:%S")})
         msg = (f"{notes[0] if notes else ''}\nloss {losses[0]:.4f} (first step) -> {losses[-1]:.4f} (last step); "

@@ -1,7 +1,15 @@
 """Dataset preparation and motion fine-tuning nodes through the real server."""
 from __future__ import annotations
 
+import json
+import wave
 from pathlib import Path
+
+import numpy as np
+
+from footage import alternating_times, write_mp4, write_vfr_mp4
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_prepare_and_finetune_chain(comfy):
@@ -23,3 +31,82 @@ def test_bad_dataset_path_names_the_input(comfy):
               "9": {"class_type": "PrimitiveString", "inputs": {"value": "/nonexistent/dataset"}}}
     res = comfy.run(prompt)
     assert "[VLOGGER_TrainMotion] input 'dataset'" in str(res.error), res.error
+
+
+def _prep(wf: dict, video, **inputs) -> dict:
+    """The workflow's body loader + PrepareDataset on `video` (a link), with some inputs changed."""
+    return {"1": wf["1"], "2": {**wf["2"], "inputs": {**wf["2"]["inputs"], "video": video, **inputs}}}
+
+
+def _summary(res) -> dict:
+    return json.loads(res.outputs["2"]["text"][1])
+
+
+def test_prepare_from_an_image_batch_and_audio(comfy):
+    """Create Video (IMAGE batch + AUDIO, no file behind it) -> PrepareDataset: frames and speech
+    come through the VIDEO's components."""
+    wf = comfy.workflow("prepare_and_finetune")
+    prompt = _prep(wf, ["42", 0], dataset_name="from_frames", clip_frames=48, frame_size=32)
+    prompt.update({"40": {"class_type": "LoadVideo", "inputs": {"file": "talking_astronaut.mp4"}},
+                   "41": {"class_type": "GetVideoComponents", "inputs": {"video": ["40", 0]}},
+                   "42": {"class_type": "CreateVideo", "inputs": {"images": ["41", 0], "audio": ["41", 1],
+                                                                  "fps": 24.0}}})
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    ds = comfy.output_dir / "vlogger_datasets" / "from_frames"
+    d = json.loads((ds / "dataset.json").read_text())
+    assert d["kept"] == 2 and d["sources"] == ["video"] and d["frame_size"] == [32, 32]
+    for c in d["clips"]:
+        with wave.open(str(ds / "clips" / c / "audio.wav")) as w:      # the speech came through
+            assert w.getframerate() == 16000 and w.getnframes() == 2 * 16000
+            pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16)
+        assert np.abs(pcm).max() > 1000
+    assert not list(ds.parent.glob("*.partial"))
+
+
+def _write_video(path: Path, frames: np.ndarray, audio=None, times=None) -> Path:
+    return write_mp4(path, frames, audio=audio) if times is None else write_vfr_mp4(path, frames, times)
+
+
+def test_prepare_bad_and_awkward_footage(comfy, tmp_path):
+    """Through the server: silent footage is refused naming allow_silent (and accepted with it),
+    footage with no person, a cut and a variable frame rate are reported as documented."""
+    from vlogger_core.video_writer import read_video
+
+    frames, *_ = read_video(REPO / "examples" / "talking_astronaut.mp4")
+    wf = comfy.workflow("prepare_and_finetune")
+    load = lambda name: {"40": {"class_type": "LoadVideo", "inputs": {"file": name}}}  # noqa: E731
+    small = dict(clip_frames=24, frame_size=32)
+
+    silent = comfy.upload(_write_video(tmp_path / "silent_clip.mp4", frames[:30]))
+    res = comfy.run({**_prep(wf, ["40", 0], dataset_name="silent", **small), **load(silent)})
+    err = str(res.error)
+    assert "[VLOGGER_PrepareDataset] input 'video'" in err and "no audio track" in err and "allow_silent" in err, err
+    assert not (comfy.output_dir / "vlogger_datasets" / "silent").exists()
+    res = comfy.run({**_prep(wf, ["40", 0], dataset_name="silent", allow_silent=True, **small), **load(silent)})
+    assert res.error is None, res.error
+    assert _summary(res)["kept"] == 1 and _summary(res)["notes"]["silent_clip.mp4"]["silent"]
+
+    rng = np.random.default_rng(0)
+    noise = comfy.upload(_write_video(tmp_path / "noise_clip.mp4", rng.integers(0, 255, (24, 64, 64, 3), np.uint8),
+                                      audio=np.zeros(16000, np.float32)))
+    err = str(comfy.run({**_prep(wf, ["40", 0], dataset_name="noise", **small), **load(noise)}).error)
+    assert "[VLOGGER_PrepareDataset] input 'video'" in err and "no person found" in err and "Fix:" in err, err
+
+    other = np.ascontiguousarray(frames[40:80, :, ::-1, ::-1])      # mirrored, other colours: another shot
+    cut = comfy.upload(_write_video(tmp_path / "cut_clip.mp4", np.concatenate([frames[:40], other]),
+                                    audio=np.zeros(16000 * 4, np.float32)))
+    res = comfy.run({**_prep(wf, ["40", 0], dataset_name="cut", clip_frames=48, frame_size=32), **load(cut)})
+    assert res.error is None, res.error
+    s = _summary(res)
+    assert s["notes"]["cut_clip.mp4"]["shot_cuts"] == [40] and s["kept"] == 2, s
+    assert "1 shot cut(s)" in res.outputs["2"]["text"][0]
+
+    # alternating 1/30 and 1/15 s frame steps: resampled to 24 fps, and said so
+    times = alternating_times(60)
+    vfr = comfy.upload(_write_video(tmp_path / "vfr_clip.mp4", frames[:60], times=times))
+    res = comfy.run({**_prep(wf, ["40", 0], dataset_name="vfr", allow_silent=True, **small), **load(vfr)})
+    assert res.error is None, res.error
+    n = _summary(res)["notes"]["vfr_clip.mp4"]
+    assert n["variable_frame_rate"] and n["resampled_to_fps"] == 24.0, n
+    assert "resampled to constant fps" in res.outputs["2"]["text"][0]

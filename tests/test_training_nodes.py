@@ -27,7 +27,7 @@ def _sample(comfy, lora: str, strength: float) -> np.ndarray:
     prompt["10"] = {**wf["10"], "inputs": {**wf["10"]["inputs"], "video_model": ["8", 0]}}
     res = comfy.run(prompt)
     assert res.error is None, res.error
-    return np.stack([np.array(Image.open(io.BytesIO(comfy.fetch(f)))) for f in res.files("images")])
+    return np.stack([np.array(Image.open(io.BytesIO(comfy.fetch(f)))) for f in res.outputs["11"]["images"]])
 
 
 def test_train_lora_writes_the_folder_and_says_how_long(comfy, trained):
@@ -71,3 +71,36 @@ def test_train_lora_bad_dataset(comfy):
               "21": {**wf["21"], "inputs": {**wf["21"]["inputs"], "dataset": ["9", 0]}}}
     err = str(comfy.run(prompt).error)
     assert "[VLOGGER_TrainLoRA] input 'dataset'" in err and "no dataset.json" in err, err
+
+
+def test_lora_settings_that_cannot_fit_are_refused(comfy, trained):
+    wf = comfy.workflow("personalize_lora")
+    prompt = {"8": wf["8"], "12": {"class_type": "PrimitiveString", "inputs": {"value": f"vlogger_datasets/{LORA}"}},
+              "21": {**wf["21"], "inputs": {**wf["21"]["inputs"], "dataset": ["12", 0], "batch_size": 4096,
+                                            "lora_name": "too_big"}}}
+    err = str(comfy.run(prompt).error)
+    assert "[VLOGGER_TrainLoRA] input 'batch_size'" in err and "needs about" in err, err
+    assert "lower batch_size to" in err and "Fix:" in err, err
+    assert not (comfy.models_dir / "vlogger" / "lora" / "too_big").exists()
+
+
+def test_lora_on_the_frozen_base_too(comfy, trained):
+    """include_base: the LoRA also covers the base UNet's attention; strength 0 is still exactly
+    the model without it, and the loader re-creates the same layers."""
+    from safetensors import safe_open
+
+    wf = comfy.workflow("personalize_lora")
+    prompt = {"8": wf["8"], "12": {"class_type": "PrimitiveString", "inputs": {"value": f"vlogger_datasets/{LORA}"}},
+              "21": {**wf["21"], "inputs": {**wf["21"]["inputs"], "dataset": ["12", 0], "include_base": True,
+                                            "steps": 3, "lora_name": "with_base"}}}
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    folder = comfy.models_dir / "vlogger" / "lora" / "with_base"
+    info = json.loads((folder / "lora.json").read_text())
+    with safe_open(str(folder / "lora.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    base_keys = [k for k in keys if k.startswith("base.") and ".temporal." not in k]
+    assert info["include_base"] is True and info["batch_size"] == 2 and base_keys, keys[:5]
+    plain = _sample(comfy, "(none)", 1.0)
+    assert np.array_equal(_sample(comfy, "with_base", 0.0), plain)
+    assert np.abs(_sample(comfy, "with_base", 2.0).astype(int) - plain).max() > 0

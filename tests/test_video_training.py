@@ -47,7 +47,8 @@ def write_tiny_dataset(root: Path, size: int = 32, clip_frames: int = 24, clips:
         frames = renderer.render(motion, a, b)
         controls = render_motion(body, fit, motion, size, size, a, b)
         names.append(f"clip_{k:04d}")
-        write_clip(root, names[-1], frames=frames, wave=None, motion=motion.slice(a, b), fit={"betas": fit.betas.numpy()},
+        write_clip(root, names[-1], frames=frames, wave=None, motion=motion.slice(a, b),
+                   fit={"betas": fit.betas.numpy()},
                    controls=controls, reference_index=0 if k == 0 else clip_frames - 1)
     write_dataset_json(root, SimpleNamespace(fps=24.0, frame_size=size), body, ["astronaut.png (rendered)"],
                        {"clips": [{"name": n} for n in names], "kept": clips, "dropped": []})
@@ -163,7 +164,7 @@ def test_batches_windows_and_memory_refusal(dataset, fresh):
     fixed, per = estimate_memory_gb(model, stage_parameters(model, 2), 2)
     print(f"\ntiny model, stage 2: {fixed * 1e3:.0f} MB fixed + {per * 1e3:.1f} MB per clip of 4 frames")
     assert per > 0
-    with pytest.raises(TrainingError, match="frames are 32x32 but the model takes 64x64: prepare it with frame_size 64"):
+    with pytest.raises(TrainingError, match="32x32 but the model takes 64x64: prepare it with frame_size 64"):
         load_clips(dataset, tiny_pixel_spec(size=64))
 
 

@@ -248,3 +248,35 @@ def test_motion_view_draws_tracks_and_plays_the_speech(comfy, page, tmp_path):
     Image.fromarray(shot2).save(tmp_path / "motion_view_playing.png")
     view.locator(".vlogger-motion-play").click()
     assert page.evaluate(audio, pid)["paused"]
+
+
+def test_motion_timeline_payload_reads_the_motion():
+    """The motion view's data (no server): a known head turn, blink and jaw-open come out in
+    degrees / 0..1 on the right frames; long motions are decimated; the waveform is min/max."""
+    import math
+
+    import torch
+
+    from vlogger_core.motion_params import ARKIT52, Motion, axis_angle_to_matrix, matrix_to_rot6d
+    from vlogger_core.motion_plot import motion_timeline
+
+    m = Motion.neutral(100, 25.0)
+    head = m.joints.index("head")
+    m.rot6d[40:60, head] = matrix_to_rot6d(axis_angle_to_matrix(torch.tensor([0.0, math.radians(12), 0.0])))
+    m.expression[10:14, ARKIT52.index("eyeBlinkLeft")] = 1.0
+    m.expression[10:14, ARKIT52.index("eyeBlinkRight")] = 1.0
+    m.expression[70:80, ARKIT52.index("jawOpen")] = 1.0
+    wave = torch.sin(torch.arange(64000) / 16000 * 2 * math.pi * 220) * 0.5
+    d = motion_timeline(m, wave, 16000)
+    c = {k: np.array(v) for k, v in d["curves"].items()}
+    assert d["fps"] == 25.0 and d["frames"] == 100 and d["step"] == 1 and d["duration"] == 4.0
+    assert c["head_yaw"][45] == pytest.approx(12, abs=0.1) and abs(c["head_yaw"][20]) < 1e-3
+    assert abs(c["head_pitch"][45]) < 0.1 and abs(c["head_roll"][45]) < 0.1
+    assert c["blink"][11] == pytest.approx(1.0) and c["blink"][30] == 0
+    assert c["mouth"][75] > c["mouth"][30] + 0.3
+    assert c["gesture"].max() == 0                      # arms never move
+    assert d["waveform"]["seconds"] == 4.0 and len(d["waveform"]["min"]) == 1000
+    assert max(d["waveform"]["max"]) == pytest.approx(0.5, abs=0.01)
+    assert min(d["waveform"]["min"]) == pytest.approx(-0.5, abs=0.01)
+    long = motion_timeline(Motion.neutral(10_001, 25.0), None, max_points=4000)
+    assert long["step"] == 3 and len(long["curves"]["mouth"]) == 3334 and "waveform" not in long

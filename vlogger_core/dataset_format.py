@@ -54,12 +54,13 @@ def write_clip(root, name: str, *, frames, wave, motion, fit: dict, controls, re
     return final
 
 
-def write_dataset_json(root, settings, body, sources: list[str], summary: dict) -> Path:
+def write_dataset_json(root, settings, body, sources: list[str], summary: dict,
+                       created_by: str = "vlogger_core.dataset_prep") -> Path:
     d = {"format": FORMAT, "fps": settings.fps, "sample_rate": 16000, "body": body.name,
          "expression_set": body.expression_set, "frame_size": [settings.frame_size] * 2,
          "clips": [c["name"] for c in summary["clips"]], "kept": summary["kept"],
          "dropped": summary["dropped"], "sources": sources, "notes": summary.get("notes", {}),
-         "created_by": "vlogger_core.dataset_prep"}
+         "clip_stats": summary["clips"], "created_by": created_by}
     p = Path(root) / "dataset.json"
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".json.partial")
@@ -76,6 +77,12 @@ def read_dataset(root) -> dict:
     if d.get("format") != FORMAT:
         raise ValueError(f"{p} is not a {FORMAT} dataset")
     return d
+
+
+def list_clips(root) -> list[str]:
+    """The dataset's clip names (dataset.json order) whose folders are complete."""
+    d = read_dataset(root)
+    return [c for c in d["clips"] if (Path(root) / "clips" / c / "motion.npz").exists()]
 
 
 def read_clip(root, name: str) -> dict:

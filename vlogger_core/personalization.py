@@ -182,24 +182,37 @@ def _remove(model: VideoDiffusionModel) -> None:
 
 def train_lora(model: VideoDiffusionModel, data: str, steps: int = 200, lr: float = 1e-4, rank: int = 8,
                batch_size: int = 2, seed: int = 0, include_base: bool = False, cond_dropout: float = 0.1,
-               progress=None, interrupt=None, log=print) -> list[float]:
+               progress=None, interrupt=None, log=print, max_memory_gb: float = 0.0,
+               batch_flag: str = "--batch-size") -> list[float]:
     """Train a LoRA on one subject's dataset (stage-2 windows, or single frames for N = 1; the
     trainer's diffusion loss); only the LoRA weights change. Returns the per-step losses. After
-    the first (timed) step, `log` gets the expected duration of the run."""
-    from .video_training import diffusion_loss, load_clips, make_batch, make_ddpm
+    the first (timed) step, `log` gets the expected duration of the run. Settings whose estimated
+    memory does not fit (max_memory_gb, 0: what the device has free) raise a TrainingError naming
+    `batch_flag` and the batch size that fits, before anything is trained."""
+    from types import SimpleNamespace
+
+    from .video_training import check_fits, diffusion_loss, load_clips, make_batch, make_ddpm
 
     if steps < 1:
         raise LoraError(f"steps must be >= 1, got {steps}")
+    if batch_size < 1:
+        raise LoraError(f"batch size must be >= 1, got {batch_size}")
     clips = load_clips(data, model.spec)
+    stage = 2 if model.spec.num_frames > 1 else 1
+    dev = next(model.base.parameters()).device
     add_lora(model, rank, include_base=include_base)
     for n, p in model.named_parameters():
         p.requires_grad_(".lora_" in n)
     params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        check_fits(model, params, SimpleNamespace(stage=stage, batch_size=batch_size, mixed_precision="no",
+                                                  max_memory_gb=max_memory_gb), dev, batch_flag)
+    except Exception:
+        _remove(model)                  # the model is left as it came
+        raise
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = make_ddpm(model)
     gen = torch.Generator().manual_seed(seed)
-    stage = 2 if model.spec.num_frames > 1 else 1
-    dev = next(model.base.parameters()).device
     losses, t0 = [], time.time()
     model.train()
     for step in range(steps):
@@ -244,11 +257,14 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of batches, noise and timesteps")
     ap.add_argument("--include-base", action="store_true",
                     help="also put the LoRA on the frozen base UNet's attention projections")
+    ap.add_argument("--max-memory-gb", type=float, default=0.0,
+                    help="memory budget the settings are checked against (default 0: what is free)")
     a = ap.parse_args(argv)
     try:
         model = load_model(a.model, checkpoint=a.checkpoint or None)
         model.source_folder = Path(a.model).name
-        losses = train_lora(model, a.data, a.steps, a.lr, a.rank, a.batch_size, a.seed, a.include_base)
+        losses = train_lora(model, a.data, a.steps, a.lr, a.rank, a.batch_size, a.seed, a.include_base,
+                            max_memory_gb=a.max_memory_gb)
     except (LoraError, ValueError) as e:
         ap.exit(2, f"error: {e}\n")
     print(save_lora(model, a.out, {"trained_on": a.data, "steps": a.steps, "lr": a.lr, "first_loss": losses[0],

@@ -160,7 +160,7 @@ def drop_condition(cond: torch.Tensor, n: int, p: float, gen: torch.Generator) -
 def activation_bytes(spec: VideoSpec, stage: int) -> float:
     """Bytes autograd keeps per frame for backward, measured by a forward on the meta device
     (no memory, no compute) at batch 1 and 2 of this model and stage; the difference cancels the
-    weights some ops save."""
+    weights some ops save. On the tiny model it is ~1.6x the real peak growth (errs high)."""
     n = 1 if stage == 1 else spec.num_frames
     with torch.device("meta"):
         m = build_video_model(spec)
@@ -168,25 +168,24 @@ def activation_bytes(spec: VideoSpec, stage: int) -> float:
     c, s = m.sample_channels, spec.sample_size
 
     def saved(b: int) -> int:
-        tot = 0
+        seen: dict[int, int] = {}
 
-        def pack(t):
-            nonlocal tot
-            tot += t.numel() * t.element_size()
+        def pack(t):  # one count per storage: ops often save views of the same tensor
+            st = t.untyped_storage()
+            seen[st._cdata] = st.nbytes()
             return t
         x = torch.zeros(b * n, c, s, s, device="meta")
         cond = torch.zeros(b * n, spec.cond_channels, spec.image_size, spec.image_size, device="meta")
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             m(x, torch.zeros(b * n, dtype=torch.long, device="meta"), cond, n)
-        return tot
+        return sum(seen.values())
     return (saved(2) - saved(1)) / n
 
 
 def estimate_memory_gb(model: VideoDiffusionModel, trainable: list, stage: int,
                        mixed_precision: str = "no") -> tuple[float, float]:
     """Rough peak as (fixed, per batch sample) GB: all weights + grads and AdamW state of the
-    trained ones; the activations kept for backward per sample (x1.3 for temporaries; mixed
-    precision halves them)."""
+    trained ones; the activations kept for backward per sample (mixed precision halves them)."""
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     train = sum(p.numel() for p in trainable) * 4 * 3
     n = 1 if stage == 1 else model.spec.num_frames
@@ -194,7 +193,7 @@ def estimate_memory_gb(model: VideoDiffusionModel, trainable: list, stage: int,
         per_frame = activation_bytes(model.spec, stage)
     except Exception:  # an op without a meta kernel: a coarse bound from the sample size
         per_frame = model.sample_channels * model.spec.sample_size ** 2 * 4 * 2000
-    per_sample = n * per_frame * 1.3 * (0.5 if mixed_precision in ("fp16", "bf16") else 1.0)
+    per_sample = n * per_frame * (0.5 if mixed_precision in ("fp16", "bf16") else 1.0)
     return (weights + train) / 1e9, per_sample / 1e9
 
 
@@ -208,19 +207,22 @@ def available_gb(device: torch.device) -> float:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
 
 
-def check_fits(model, trainable, cfg: "VideoTrainConfig", device: torch.device) -> float:
-    """The estimated peak in GB, or a TrainingError naming the setting and the batch size that fits."""
+def check_fits(model, trainable, cfg: "VideoTrainConfig", device: torch.device,
+               flag: str = "--batch-size") -> float:
+    """The estimated peak in GB, or a TrainingError naming the setting (`flag`: the CLI's, or a
+    node input's name) and the batch size that fits."""
     fixed, per = estimate_memory_gb(model, trainable, cfg.stage, cfg.mixed_precision)
     need, have = fixed + cfg.batch_size * per, cfg.max_memory_gb or available_gb(device)
     if need > have:
         fit = int((have - fixed) // per) if per > 0 else 0
         n = 1 if cfg.stage == 1 else model.spec.num_frames
-        fix = (f"lower --batch-size to {fit} or less" if fit >= 1 else
+        fix = (f"lower {flag} to {fit} or less" if fit >= 1 else
                "even batch size 1 does not fit: use a smaller model (image_size / num_frames) or a bigger GPU")
         raise TrainingError(f"batch_size {cfg.batch_size} (stage {cfg.stage}: {n} frame(s) of "
                             f"{model.spec.image_size}x{model.spec.image_size} per sample) needs about "
-                            f"{need:.1f} GB, {have:.1f} GB is free on {device.type}: {fix}"
-                            f" (or --mixed-precision bf16/fp16)")
+                            f"{need:.1f} GB, {have:.1f} GB is free on {device.type}: {fix}" +
+                            (" (or --mixed-precision bf16/fp16; the estimate errs high, --max-memory-gb "
+                             "sets the budget it is checked against)" if flag.startswith("--") else ""))
     return need
 
 
@@ -297,7 +299,8 @@ def plot_log(log_path: Path, png: Path) -> None:
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color="tab:blue", marker="." if len(rows) < 40 else None)
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], color="tab:blue",
+            marker="." if len(rows) < 40 else None)
     ax.set_xlabel("step"); ax.set_ylabel(f"diffusion loss (mean per {rows[0].get('every', '')} steps)")
     ax.set_yscale("log"); ax.grid(alpha=0.3)
     ax.set_title(f"VLOGGER video model, stage {rows[-1]['stage']} ({log_path.parent.name})")
@@ -343,6 +346,8 @@ def train(cfg: VideoTrainConfig, log=print, progress=None, interrupt=None) -> Pa
     if not 0 <= cfg.cond_dropout < 1:
         raise TrainingError(f"--cond-dropout must be in [0, 1), got {cfg.cond_dropout}")
     out, acc = Path(cfg.out), Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu)
+    if not acc.is_main_process:
+        log = lambda *a: None  # noqa: E731 (one voice with several processes)
     last = out / "last"
     resume = (last / "state.json").exists()
     if resume and not cfg.resume:
@@ -442,7 +447,9 @@ def main(argv=None) -> None:
             ap.add_argument(flag, dest=f, type=type(default), default=default,
                             help=f"{HELP[f]} (default {default!r})")
     try:
-        print(train(VideoTrainConfig(**vars(ap.parse_args(argv)))))
+        final = train(VideoTrainConfig(**vars(ap.parse_args(argv))))
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(final)
     except TrainingError as e:
         ap.exit(2, f"error: {e}\n")
 
