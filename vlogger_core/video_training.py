@@ -396,7 +396,7 @@ def train(cfg: VideoTrainConfig, log=print, progress=None, interrupt=None) -> Pa
         opt.step()
         lr_sched.step()
         step += 1
-        sums.append(float(loss.detach()))
+        sums.append(float(acc.gather(loss.detach()[None]).mean()))   # the mean over processes
         if progress is not None:
             progress(step, cfg.steps)
         over = bool(cfg.time_limit_min) and time.time() - t0 > cfg.time_limit_min * 60
