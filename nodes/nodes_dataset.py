@@ -19,11 +19,29 @@ from .common import device, input_error, interrupt_check, progress_callback
 from .nodes_body import Body
 from .nodes_motion import DEFAULT_NAME, FOLDER, SHIPPED, MotionModel, _model_names
 
-def _footage(video, fps: float, node: str):
-    """A ComfyUI VIDEO as the core's footage: decoded from its own file when it has one (the
-    container's timestamps, so variable frame rate is detected), else from its frames, rate
-    and audio (Create Video from an IMAGE batch + AUDIO)."""
-    if video is None or not hasattr(video, "get_components"):
+def _audio_arrays(audio, node: str):
+    if audio is None:
+        return None, None
+    try:
+        return audio["waveform"][0], int(audio["sample_rate"])
+    except (KeyError, TypeError, IndexError):
+        raise input_error(node, "audio", "is not a ComfyUI AUDIO value", "connect Load Audio or a video's audio")
+
+
+def _footage(video, images, audio, images_fps: float, fps: float, node: str):
+    """The core's footage: an IMAGE batch (+ AUDIO) at images_fps when connected; else a
+    ComfyUI VIDEO, decoded from its own file when it has one (the container's timestamps, so
+    variable frame rate is detected), or from its frames, rate and audio (Create Video)."""
+    if images is not None:
+        wave, rate = _audio_arrays(audio, node)
+        try:
+            return footage_from_arrays("images", images, wave, rate, images_fps, fps)
+        except DatasetError as e:
+            raise input_error(node, "images", str(e), "connect a batch of video frames (IMAGE)")
+    if video is None:
+        raise input_error(node, "video", "nothing is connected (neither 'video' nor 'images')",
+                          "connect Load Video, or an IMAGE batch (+ AUDIO) of the footage")
+    if not hasattr(video, "get_components"):
         raise input_error(node, "video", "is not a video", "connect Load Video (or Create Video)")
     if isinstance(video, InputImpl.VideoFromFile):      # (other kinds encode themselves to give a source)
         src = video.get_stream_source()
@@ -33,9 +51,7 @@ def _footage(video, fps: float, node: str):
         c = video.get_components()
     except Exception as e:
         raise input_error(node, "video", f"cannot be decoded ({e})", "load a readable video file")
-    audio = c.audio
-    wave = audio["waveform"][0] if audio is not None else None
-    rate = int(audio["sample_rate"]) if audio is not None else None
+    wave, rate = _audio_arrays(c.audio, node)
     try:
         return footage_from_arrays("video", c.images, wave, rate, float(c.frame_rate), fps)
     except DatasetError as e:
@@ -67,8 +83,9 @@ class PrepareDataset(io.ComfyNode):
                 "for each one dropped, frames + control maps + motion + audio written per clip. Needs "
                 "mediapipe (pip install mediapipe==0.10.21). Writes to output/vlogger_datasets/<name>."),
             inputs=[
-                io.Video.Input("video", tooltip="The footage (Load Video, or Create Video from an IMAGE batch "
-                                                "+ AUDIO): one person, facing the camera, speaking."),
+                io.Video.Input("video", optional=True,
+                               tooltip="The footage (Load Video, or Create Video): one person, facing the "
+                                       "camera, speaking. Or connect 'images' (+ 'audio') instead."),
                 Body.Input("body", tooltip="The body model to fit (VLOGGER_BodyModelLoader)."),
                 io.String.Input("dataset_name", default="my_speaker",
                                 tooltip="Folder name under output/vlogger_datasets (replaced if it exists)."),
@@ -94,6 +111,13 @@ class PrepareDataset(io.ComfyNode):
                 io.Boolean.Input("allow_silent", default=False,
                                  tooltip="Accept footage without an audio track (its clips then serve only "
                                          "video-model training and LoRA, not the motion model)."),
+                io.Image.Input("images", optional=True,
+                               tooltip="The footage as an IMAGE batch (e.g. Get Video Components, or another "
+                                       "pack's video loader); used instead of 'video' when connected."),
+                io.Audio.Input("audio", optional=True,
+                               tooltip="The speech of the 'images' footage (without it the footage is silent)."),
+                io.Float.Input("images_fps", default=24.0, min=1.0, max=240.0, step=0.001, optional=True,
+                               tooltip="Frame rate of the 'images' footage (Get Video Components' fps)."),
             ],
             outputs=[io.String.Output("dataset", tooltip="Path of the prepared dataset folder."),
                      io.String.Output("summary", tooltip="Clips kept and dropped (with reasons), as JSON.")],
@@ -101,11 +125,12 @@ class PrepareDataset(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, video, body, dataset_name, fps, clip_frames, frame_size, max_missing,
-                max_error_px, max_jitter_px=4.0, require_hands=False, allow_silent=False) -> io.NodeOutput:
+    def execute(cls, body, dataset_name, fps, clip_frames, frame_size, max_missing, max_error_px,
+                max_jitter_px=4.0, require_hands=False, allow_silent=False, video=None, images=None,
+                audio=None, images_fps=24.0) -> io.NodeOutput:
         node = "VLOGGER_PrepareDataset"
         out = datasets_dir() / _safe_name(dataset_name)
-        source = _footage(video, fps, node)
+        source = _footage(video, images, audio, images_fps, fps, node)
         settings = PrepSettings(fps=fps, clip_frames=clip_frames, frame_size=frame_size,
                                 max_missing=max_missing, max_error_px=max_error_px,
                                 max_jitter_px=max_jitter_px, require_hands=require_hands,
@@ -115,16 +140,20 @@ class PrepareDataset(io.ComfyNode):
                 summary = prepare_dataset([source], out, body, settings, device(),
                                           progress_callback(1), interrupt_check, log=lambda *a: None)
         except DatasetError as e:
-            msg = str(e)
+            msg, which = str(e), ("images" if images is not None else "video")
             if "mediapipe" in msg:
                 fix = "install the optional extra: pip install mediapipe==0.10.21, then restart ComfyUI"
             elif "no audio" in msg:
-                fix = "use footage with its speech track, or set allow_silent (video training only)"
+                if images is not None:
+                    which = "audio"
+                    fix = "connect the footage's speech to 'audio', or set allow_silent (video training only)"
+                else:
+                    fix = "use footage with its speech track, or set allow_silent (video training only)"
             elif "no person" in msg:
                 fix = "use footage of one person facing the camera, face visible"
             else:
                 fix = "use a readable video of one person facing the camera, with speech"
-            raise input_error(node, "video", msg, fix)
+            raise input_error(node, which, msg, fix)
         if summary["kept"] == 0:
             reasons = "; ".join(sorted({d["reason"] for d in summary["dropped"]}))
             raise input_error(node, "video", f"no usable clip ({reasons})",

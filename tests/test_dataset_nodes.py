@@ -110,3 +110,25 @@ def test_prepare_bad_and_awkward_footage(comfy, tmp_path):
     n = _summary(res)["notes"]["vfr_clip.mp4"]
     assert n["variable_frame_rate"] and n["resampled_to_fps"] == 24.0, n
     assert "resampled to constant fps" in res.outputs["2"]["text"][0]
+
+
+def test_prepare_from_images_and_audio_inputs(comfy):
+    """The IMAGE batch + AUDIO inputs directly (Get Video Components, or another pack's loader);
+    without the audio it is refused naming 'audio'; nothing connected names 'video'."""
+    wf = comfy.workflow("prepare_and_finetune")
+    src = {"40": {"class_type": "LoadVideo", "inputs": {"file": "talking_astronaut.mp4"}},
+           "41": {"class_type": "GetVideoComponents", "inputs": {"video": ["40", 0]}}}
+    prompt = {**_prep(wf, ["40", 0], dataset_name="from_images", clip_frames=48, frame_size=32,
+                      images=["41", 0], audio=["41", 1], images_fps=["41", 2]), **src}
+    del prompt["2"]["inputs"]["video"]
+    res = comfy.run(prompt)
+    assert res.error is None, res.error
+    d = json.loads((comfy.output_dir / "vlogger_datasets" / "from_images" / "dataset.json").read_text())
+    assert d["kept"] == 2 and d["sources"] == ["images"]
+    assert (comfy.output_dir / "vlogger_datasets" / "from_images" / "clips" / "clip_0001" / "audio.wav").exists()
+    del prompt["2"]["inputs"]["audio"]
+    err = str(comfy.run(prompt).error)
+    assert "[VLOGGER_PrepareDataset] input 'audio'" in err and "allow_silent" in err, err
+    del prompt["2"]["inputs"]["images"]
+    err = str(comfy.run(prompt).error)
+    assert "[VLOGGER_PrepareDataset] input 'video': nothing is connected" in err, err
