@@ -83,6 +83,20 @@ def test_jaw_opens_mouth(body):
     assert d.mean() > 0.005                                        # lower lip moved
 
 
+def test_inner_lip_landmarks_separate_with_the_jaw(body):
+    """The inner-lip points (iBUG 61-63 upper, 65-67 lower) sit on their own lip, so an open
+    mouth in a photo can be fitted (tools/fix_inner_lips.py; before it they stayed together)."""
+    rest = body.forward()
+    pose = body.rest_pose()
+    pose[0, SMPLX_INDEX["jaw"]] = axis_angle_to_matrix(torch.tensor([0.35, 0.0, 0.0]))
+    opened = body.forward(full_pose=pose)
+    gap = lambda o, a, b: float(o["landmarks"][0, a - 17, 1] - o["landmarks"][0, b - 17, 1])  # noqa: E731
+    for up, low in ((61, 67), (62, 66), (63, 65)):
+        inner = gap(opened, up, low) - gap(rest, up, low)
+        outer = gap(opened, 51, 57) - gap(rest, 51, 57)
+        assert inner > 0.5 * outer, (up, low, inner, outer)
+
+
 def test_expressions_move_the_face(body):
     assert body.expression_set == "arkit52" and body.num_expression == 52
     rest = body.forward()

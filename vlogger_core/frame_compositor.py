@@ -25,6 +25,7 @@ import numpy as np
 from . import compositor_kernels as kernels
 
 MOUTH_PARTS = ("mouth_interior", "teeth", "tongue")
+LOWER_TEETH_SHADE = 0.6        # painted lower teeth: in the lower lip's shadow
 
 
 @dataclass
@@ -38,6 +39,7 @@ class CompositorReference:
     skin_color: np.ndarray     # [3] mean face-skin colour
     width: int
     height: int
+    teeth_color: np.ndarray | None = None   # [3] the photo's own teeth, when it shows them
 
 
 def person_mask_from_silhouette(photo: np.ndarray, silhouette: np.ndarray,
@@ -118,8 +120,9 @@ def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, hei
     colors = part_mean_colors or {}
     lip = np.asarray(colors.get("lips", (0.55, 0.3, 0.3)), np.float32)
     skin = np.asarray(colors.get("face_skin", (0.8, 0.6, 0.5)), np.float32)
+    teeth = np.asarray(colors["teeth"], np.float32) if "teeth" in colors else None
     # the photo is sampled once per output pixel: sample the pre-blurred one (no aliasing)
-    return CompositorReference(src, pm_src, plate, lip, skin, width, height)
+    return CompositorReference(src, pm_src, plate, lip, skin, width, height, teeth)
 
 
 def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.ndarray:
@@ -156,13 +159,15 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
     out = np.empty((h, w, 3), np.float32)
     kernels.warp_composite(tri, attrs, identity, ext, ref.photo, ref.person_mask[..., None],
                            ref.plate, out)
-    return _paint_mouth(out, labels, part_ids, ref)
+    return _paint_mouth(out, labels, part_ids, ref, known[..., 2] > 0.5)
 
 
 def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
-                 ref: CompositorReference) -> np.ndarray:
+                 ref: CompositorReference, seen: np.ndarray | None = None) -> np.ndarray:
     """The mouth interior the photo never showed: a dark cavity, teeth and tongue, shaded.
-    Works on the mouth's bounding box only (it is a few hundred pixels of the frame)."""
+    Pixels whose surface point the photo saw (seen [H,W]: e.g. the teeth of a smiling photo)
+    keep the photo's own colours. Works on the mouth's bounding box only (it is a few hundred
+    pixels of the frame)."""
     ids = {p: part_ids[p] for p in MOUTH_PARTS if p in part_ids}
     if not ids:
         return img
@@ -174,21 +179,28 @@ def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, in
     y0, y1 = max(0, ys.min() - pad), min(mouth.shape[0], ys.max() + pad + 1)
     x0, x1 = max(0, xs.min() - pad), min(mouth.shape[1], xs.max() + pad + 1)
     lab, m = part_index[y0:y1, x0:x1], mouth[y0:y1, x0:x1].astype(np.float32)
+    unseen = 1.0 if seen is None else (~seen[y0:y1, x0:x1]).astype(np.float32)
     # a dark, reddish cavity (the lips' own hue, darkened; green and blue more than red)
     cavity = np.clip(ref.lip_color * np.array([0.45, 0.2, 0.22], np.float32), 0, 1)
     layers = {"mouth_interior": cavity,
               "tongue": np.clip(ref.lip_color * np.array([0.8, 0.42, 0.45], np.float32), 0, 1),
-              "teeth": np.array([0.86, 0.84, 0.78], np.float32)}
+              "teeth": ref.teeth_color if ref.teeth_color is not None else np.array([0.86, 0.84, 0.78], np.float32)}
     paint = np.zeros(lab.shape + (3,), np.float32)
     for name, pid in ids.items():
         paint[lab == pid] = layers[name]
     # shade: darker toward the centre of the opening, so depth reads even at 256 px
     depth = cv2.GaussianBlur(m, (0, 0), max(1.0, np.sqrt(m.sum()) / 6))
     depth = depth / max(float(depth.max()), 1e-6)
-    # teeth sit at the front of the opening: only lightly shaded, so they read as teeth
-    strength = np.where(lab == ids.get("teeth", -1), 0.15, 0.45).astype(np.float32)
+    # teeth sit at the front of the opening: only lightly shaded, so they read as teeth;
+    # the lower ones (below the opening's middle) lie in the lower lip's shadow, darker, so
+    # they do not read as a second lower lip
+    teeth = lab == ids.get("teeth", -1)
+    strength = np.where(teeth, 0.15, 0.45).astype(np.float32)
     paint *= (1.0 - strength * depth)[..., None]
-    soft = cv2.GaussianBlur(m, (0, 0), 0.6)[..., None]
+    rows = np.nonzero(m.any(1))[0]
+    lower = teeth & (np.arange(lab.shape[0])[:, None] > 0.5 * (rows.min() + rows.max()))
+    paint[lower] *= LOWER_TEETH_SHADE
+    soft = cv2.GaussianBlur(m * unseen, (0, 0), 0.6)[..., None]
     out = img.copy()
     out[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - soft) + paint * soft
     return out

@@ -54,7 +54,7 @@ class TalkingVideoRenderer:
         silhouette = frags.tri_id[0] >= 0
         labels_ref = rasterizer.face_label_map(frags, self.labels)[0]
         means = {}
-        for name in ("lips", "face_skin"):
+        for name in ("lips", "face_skin", "teeth"):   # teeth: where the photo shows them
             sel = labels_ref == self.part_ids.get(name, -1)
             if sel.sum() > 3:
                 means[name] = photo[sel].mean(0)
