@@ -151,6 +151,8 @@ class PrepareDataset(io.ComfyNode):
                     fix = "use footage with its speech track, or set allow_silent (video training only)"
             elif "no person" in msg:
                 fix = "use footage of one person facing the camera, face visible"
+            elif "Cut it into shorter" in msg:
+                fix = "cut the footage into shorter videos and prepare each (or lower frame_size)"
             else:
                 fix = "use a readable video of one person facing the camera, with speech"
             raise input_error(node, which, msg, fix)

@@ -211,3 +211,15 @@ def test_without_mediapipe_the_message_says_how_to_install(tmp_path):
     r = subprocess.run([sys.executable, "-c", code, str(VIDEO), str(tmp_path / "x")], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
     assert "ERR dataset preparation needs mediapipe" in r.stdout and "pip install mediapipe==0.10.21" in r.stdout, r
+
+
+def test_long_footage_is_refused_before_decoding_and_frames_are_shrunk_as_decoded():
+    """Ten hours at 256 px cannot be held in memory: refused with how to split it. A decoded
+    file comes back as centre squares of the requested size (HD frames are never all held)."""
+    from vlogger_core.dataset_prep import check_memory
+    with pytest.raises(DatasetError, match=r"lasts 600.0 min: its frames at 256 px need about \d+\.\d GB.*"
+                                           r"Cut it into shorter videos \(e.g. \d+ min each\)"):
+        check_memory("long.mp4", 36000, 24.0, 256)
+    check_memory("short.mp4", 4.0, 24.0, 256)             # 4 s: fine
+    fo = decode(VIDEO, 24.0, 96)
+    assert fo.frames.shape == (96, 96, 96, 3) and fo.frames.dtype == np.uint8

@@ -115,8 +115,10 @@ class ClipFit:
 
 
 # ----------------------------------------------------------------------------- decoding
-def decode(path: str | Path, fps: float) -> Footage:
-    """Decode a video file to constant `fps` frames and 16 kHz mono audio."""
+def decode(path: str | Path, fps: float, size: int | None = None) -> Footage:
+    """Decode a video file to constant `fps` frames and 16 kHz mono audio. With `size`, each
+    frame is cropped to its centre square and resized to size x size as it is decoded, so long
+    HD footage does not have to fit in memory at full resolution."""
     import av
 
     name = Path(path).name
@@ -128,10 +130,13 @@ def decode(path: str | Path, fps: float) -> Footage:
                 raise DatasetError(f"{name} has no video stream")
             vs = c.streams.video[0]
             rate = float(vs.average_rate or fps)
+            seconds = float(c.duration) / 1e6 if c.duration else (float(vs.frames) / rate if vs.frames else 0.0)
+            check_memory(name, seconds, max(rate, fps), size or max(vs.width, vs.height))
             times, frames = [], []
             for f in c.decode(vs):
                 times.append(float(f.time) if f.time is not None else len(times) / rate)
-                frames.append(f.to_ndarray(format="rgb24"))
+                a = f.to_ndarray(format="rgb24")
+                frames.append(_square(a[None], size)[0] if size else a)
         audio = None
         with av.open(str(path)) as c:
             if c.streams.audio:
@@ -150,6 +155,20 @@ def decode(path: str | Path, fps: float) -> Footage:
         raise DatasetError(f"{name} has no frames")
     frames, notes = constant_rate(frames, np.asarray(times), fps)
     return Footage(name, frames, audio, fps, notes)
+
+
+def check_memory(name: str, seconds: float, fps: float, size: int) -> None:
+    """Refuse footage whose decoded frames (size x size RGB at fps, about twice: decoded and
+    resampled) would not fit in the memory that is free, before decoding any of it."""
+    from .video_training import available_gb
+
+    need = 2 * seconds * fps * size * size * 3 / 1e9
+    have = available_gb(torch.device("cpu"))
+    if need > 0.8 * have:
+        raise DatasetError(f"{name} lasts {seconds / 60:.1f} min: its frames at {size} px need about "
+                           f"{need:.1f} GB, {have:.1f} GB is free. Cut it into shorter videos "
+                           f"(e.g. {max(1, int(seconds / 60 * 0.8 * have / need))} min each) and "
+                           f"prepare them one by one")
 
 
 def constant_rate(frames, times: np.ndarray, fps: float) -> tuple[np.ndarray, dict]:
@@ -487,7 +506,7 @@ def _prepare(sources: list, out: Path, body, settings: PrepSettings, device, pro
     total_frames = 0
     n_src = len(sources)
     for si, src in enumerate(sources):
-        fo = src if isinstance(src, Footage) else decode(src, settings.fps)
+        fo = src if isinstance(src, Footage) else decode(src, settings.fps, max(FIT_SIZE, S))
         name = fo.name
         notes[name] = dict(fo.notes)
         if fo.audio is None and not settings.allow_silent:
@@ -497,6 +516,8 @@ def _prepare(sources: list, out: Path, body, settings: PrepSettings, device, pro
             notes[name]["silent"] = True
         big = _square(fo.frames, FIT_SIZE)          # landmarks and fit at 256 px
         small = _square(fo.frames, S)               # stored frames and controls at frame_size
+        if not isinstance(src, Footage):
+            fo.frames = None                        # decoded here: only the two sizes are kept
         T = len(big)
         lms = detect_landmarks(big, interrupt,
                                (lambda d, t: report(progress, si * 2 * t + d, n_src * 2 * t)) if progress else None)
