@@ -271,9 +271,10 @@ EXPR_PRIOR = 1e-3        # per ARKit weight (as the reference fit); 1e-4 lets un
 _LID_CACHE: dict = {}
 
 
-def eyelid_vertices(body) -> list[tuple[int, int, int]]:
-    """[(upper vertex, lower vertex, mediapipe index of the upper point's pair)...] for the
-    body's blink shapes (empty when the body's expression set has none)."""
+def eyelid_vertices(body) -> list[tuple[int, int]]:
+    """[(body vertex, mediapipe index)...]: per blink shape the upper-lid vertex and the lower-lid
+    vertex it closes onto, each with its mediapipe lid point (empty when the body's expression
+    set has no blink shapes)."""
     from .motion_params import expression_names
 
     key = id(body)
