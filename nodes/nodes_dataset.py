@@ -151,16 +151,14 @@ class PrepareDataset(io.ComfyNode):
                     fix = "use footage with its speech track, or set allow_silent (video training only)"
             elif "no person" in msg:
                 fix = "use footage of one person facing the camera, face visible"
+            elif msg.startswith("no usable clip"):
+                fix = ("use longer footage with the face visible, or relax max_missing / max_error_px / "
+                       "max_jitter_px / require_hands, or lower clip_frames")
             elif "Cut it into shorter" in msg:
                 fix = "cut the footage into shorter videos and prepare each (or lower frame_size)"
             else:
                 fix = "use a readable video of one person facing the camera, with speech"
             raise input_error(node, which, msg, fix)
-        if summary["kept"] == 0:
-            reasons = "; ".join(sorted({d["reason"] for d in summary["dropped"]}))
-            raise input_error(node, "video", f"no usable clip ({reasons})",
-                              "use longer footage with the face visible, or relax max_missing / "
-                              "max_error_px / max_jitter_px / require_hands, or lower clip_frames")
         text = json.dumps({k: summary[k] for k in ("kept", "dropped", "frames", "notes")}, indent=1)
         cuts = sum(len(n.get("shot_cuts", [])) for n in summary["notes"].values())
         extra = (f", {cuts} shot cut(s)" if cuts else "") + (

@@ -132,3 +132,14 @@ def test_prepare_from_images_and_audio_inputs(comfy):
     del prompt["2"]["inputs"]["images"]
     err = str(comfy.run(prompt).error)
     assert "[VLOGGER_PrepareDataset] input 'video': nothing is connected" in err, err
+
+
+def test_require_hands_drops_clips_without_hands(comfy):
+    """The example video shows no hands: with require_hands every clip is dropped, and the
+    node says why and which settings to relax."""
+    wf = comfy.workflow("prepare_and_finetune")
+    prompt = {**_prep(wf, ["40", 0], dataset_name="hands", clip_frames=48, frame_size=32, require_hands=True),
+              "40": {"class_type": "LoadVideo", "inputs": {"file": "talking_astronaut.mp4"}}}
+    err = str(comfy.run(prompt).error)
+    assert "[VLOGGER_PrepareDataset] input 'video': no usable clip (hands missing in 100% of the frames)" in err, err
+    assert "require_hands" in err and not (comfy.output_dir / "vlogger_datasets" / "hands").exists()

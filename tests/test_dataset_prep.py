@@ -223,3 +223,17 @@ def test_long_footage_is_refused_before_decoding_and_frames_are_shrunk_as_decode
     check_memory("short.mp4", 4.0, 24.0, 256)             # 4 s: fine
     fo = decode(VIDEO, 24.0, 96)
     assert fo.frames.shape == (96, 96, 96, 3) and fo.frames.dtype == np.uint8
+
+
+def test_no_usable_clip_writes_nothing_and_keeps_the_old_dataset(body, prepared, tmp_path):
+    """require_hands on footage without hands drops every clip: an error says why, and a
+    dataset already under that name is left as it was (not replaced by an empty one)."""
+    import shutil
+    out, _ = prepared
+    copy = tmp_path / "ds"
+    shutil.copytree(out, copy)
+    before = sorted(p.name for p in (copy / "clips").iterdir())
+    with pytest.raises(DatasetError, match=r"no usable clip \(hands missing in 100% of the frames\)"):
+        prepare_dataset([VIDEO], copy, body, PrepSettings(clip_frames=48, frame_size=32, require_hands=True), **quiet)
+    assert sorted(p.name for p in (copy / "clips").iterdir()) == before and read_dataset(copy)["kept"] == 1
+    assert not (tmp_path / "ds.partial").exists()

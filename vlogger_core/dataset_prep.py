@@ -476,7 +476,8 @@ def _square(frames: np.ndarray, size: int) -> np.ndarray:
 def prepare_dataset(sources: list, out: str | Path, body, settings: PrepSettings = PrepSettings(),
                     device="cpu", progress: Progress = None, interrupt: Interrupt = None, log=print) -> dict:
     """Prepare `sources` (video file paths or Footage) into a vlogger-dataset-v1 folder.
-    Returns the summary: kept, dropped (with reasons), clips, notes, frames, seconds."""
+    Returns the summary: kept, dropped (with reasons), clips, notes, frames, seconds. When no
+    clip is kept, a DatasetError says why and nothing is written."""
     if not mediapipe_available():       # say it before decoding anything
         raise DatasetError(MEDIAPIPE_HINT)
     if settings.clip_frames < 2 or settings.frame_size < 8 or settings.fps <= 0:
@@ -489,6 +490,9 @@ def prepare_dataset(sources: list, out: str | Path, body, settings: PrepSettings
     shutil.rmtree(out, ignore_errors=True)
     try:
         summary = _prepare(sources, out, body, settings, device, progress, interrupt)
+        if summary["kept"] == 0:    # an empty dataset would only replace a good one
+            reasons = "; ".join(sorted({d["reason"] for d in summary["dropped"]})) or "no frames"
+            raise DatasetError(f"no usable clip ({reasons})")
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
