@@ -18,22 +18,14 @@ from vlogger_core.motion_training import TrainConfig, train
 from .common import device, input_error, interrupt_check, progress_callback
 from .nodes_body import Body
 from .nodes_motion import DEFAULT_NAME, FOLDER, SHIPPED, MotionModel, _model_names
-
-def _audio_arrays(audio, node: str):
-    if audio is None:
-        return None, None
-    try:
-        return audio["waveform"][0], int(audio["sample_rate"])
-    except (KeyError, TypeError, IndexError):
-        raise input_error(node, "audio", "is not a ComfyUI AUDIO value", "connect Load Audio or a video's audio")
-
+from .nodes_output import audio_mono
 
 def _footage(video, images, audio, images_fps: float, fps: float, node: str):
     """The core's footage: an IMAGE batch (+ AUDIO) at images_fps when connected; else a
     ComfyUI VIDEO, decoded from its own file when it has one (the container's timestamps, so
     variable frame rate is detected), or from its frames, rate and audio (Create Video)."""
     if images is not None:
-        wave, rate = _audio_arrays(audio, node)
+        wave, rate = audio_mono(audio, node)
         try:
             return footage_from_arrays("images", images, wave, rate, images_fps, fps)
         except DatasetError as e:
@@ -51,7 +43,7 @@ def _footage(video, images, audio, images_fps: float, fps: float, node: str):
         c = video.get_components()
     except Exception as e:
         raise input_error(node, "video", f"cannot be decoded ({e})", "load a readable video file")
-    wave, rate = _audio_arrays(c.audio, node)
+    wave, rate = audio_mono(c.audio, node)
     try:
         return footage_from_arrays("video", c.images, wave, rate, float(c.frame_rate), fps)
     except DatasetError as e:

@@ -163,7 +163,7 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
 
 
 def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
-                 ref: CompositorReference, seen: np.ndarray | None = None) -> np.ndarray:
+                 ref: CompositorReference, seen: np.ndarray) -> np.ndarray:
     """The mouth interior the photo never showed: a dark cavity, teeth and tongue, shaded.
     Pixels whose surface point the photo saw (seen [H,W]: e.g. the teeth of a smiling photo)
     keep the photo's own colours. Works on the mouth's bounding box only (it is a few hundred
@@ -179,7 +179,7 @@ def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, in
     y0, y1 = max(0, ys.min() - pad), min(mouth.shape[0], ys.max() + pad + 1)
     x0, x1 = max(0, xs.min() - pad), min(mouth.shape[1], xs.max() + pad + 1)
     lab, m = part_index[y0:y1, x0:x1], mouth[y0:y1, x0:x1].astype(np.float32)
-    unseen = 1.0 if seen is None else (~seen[y0:y1, x0:x1]).astype(np.float32)
+    unseen = (~seen[y0:y1, x0:x1]).astype(np.float32)
     # a dark, reddish cavity (the lips' own hue, darkened; green and blue more than red)
     cavity = np.clip(ref.lip_color * np.array([0.45, 0.2, 0.22], np.float32), 0, 1)
     layers = {"mouth_interior": cavity,
