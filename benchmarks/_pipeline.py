@@ -8,13 +8,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlogger_core import speech_io
-from vlogger_core.body_model import load_body
-from vlogger_core.motion_diffusion import load_motion_model
-from vlogger_core.motion_sampling import SampleSettings, sample_motion
+from vlogger_core.audio import speech_io
+from vlogger_core.body.model import load_body
+from vlogger_core.body.reference import fit_reference
+from vlogger_core.motion.model import load_motion_model
+from vlogger_core.motion.sampling import SampleSettings, sample_motion
 from vlogger_core.paths import EXAMPLES, SHIPPED_MODELS
-from vlogger_core.reference_fit import fit_reference
-from vlogger_core.talking_video import TalkingVideoRenderer, output_size, write_talking_video
+from vlogger_core.render.talking_video import (
+    TalkingVideoRenderer,
+    output_size,
+    write_talking_video,
+)
 
 DEFAULT_MOTION = SHIPPED_MODELS / "motion" / "vlogger_motion_default.safetensors"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from _pipeline import example_photo, example_speech, load_models, make_video
 
-from vlogger_core import rasterizer
+from vlogger_core.render import rasterizer
 
 
 def run() -> dict:

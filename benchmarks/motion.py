@@ -6,11 +6,11 @@ import time
 import numpy as np
 import torch
 
-from vlogger_core.motion_diffusion import load_motion_model
-from vlogger_core.motion_sampling import SampleSettings, sample_motion
+from vlogger_core.audio.speech_io import resample
+from vlogger_core.audio.tts import synthesize
+from vlogger_core.motion.model import load_motion_model
+from vlogger_core.motion.sampling import SampleSettings, sample_motion
 from vlogger_core.paths import SHIPPED_MODELS
-from vlogger_core.speech_io import resample
-from vlogger_core.tts import synthesize
 
 SECONDS, FPS, STEPS = 60.0, 24.0, 25
 

@@ -3,7 +3,7 @@
 Each length runs in its own process (peak RSS is per process): TINY RANDOM models (video 32x32,
 N=8, overlap 4, then one SR stage 32->64 with window overlap 1; 2 DDIM steps each; timing and
 memory only, the pictures are noise), controls rendered lazily per window, the stream
-(vlogger_core.diffusion_video) written straight to the streaming MP4 writer. Flat memory means
+(vlogger_core.diffusion.stream) written straight to the streaming MP4 writer. Flat memory means
 the 60 s peak is about the 10 s peak, not 6x its growth over the baseline.
 """
 from __future__ import annotations
@@ -40,11 +40,16 @@ def child(seconds: int) -> dict:
     import torch
     torch.set_num_threads(1)
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-    from make_tiny_video_model import randomize_trained_parts, tiny_pixel_spec, tiny_sr_spec
-    from vlogger_core.diffusion_video import diffusion_frames
-    from vlogger_core.super_resolution import SuperResolutionModel
-    from vlogger_core.video_diffusion import build_video_model
-    from vlogger_core.video_writer import StreamingMP4Writer
+    from make_tiny_video_model import (
+        randomize_trained_parts,
+        tiny_pixel_spec,
+        tiny_sr_spec,
+    )
+
+    from vlogger_core.diffusion.model import build_video_model
+    from vlogger_core.diffusion.stream import diffusion_frames
+    from vlogger_core.diffusion.super_resolution import SuperResolutionModel
+    from vlogger_core.render.video_writer import StreamingMP4Writer
 
     torch.manual_seed(0)
     model = build_video_model(tiny_pixel_spec(num_frames=8, size=32)).eval()

@@ -18,9 +18,9 @@ import numba
 import numpy as np
 import torch
 
-from vlogger_core import control_maps as CM
-from vlogger_core import rasterizer
-from vlogger_core.camera import PerspectiveCamera
+from vlogger_core.body.camera import PerspectiveCamera
+from vlogger_core.render import controls as CM
+from vlogger_core.render import rasterizer
 
 FRAMES = 64
 CHUNK = 16
@@ -60,7 +60,8 @@ def _default_body():
     try:
         from PIL import Image
 
-        from vlogger_core import body_model, reference_fit
+        from vlogger_core.body import model as body_model
+        from vlogger_core.body import reference as reference_fit
         from vlogger_core.paths import EXAMPLES
         body = body_model.load_body(body_model.DEFAULT_BODY, "cpu")
         img = torch.from_numpy(np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB"),
@@ -78,7 +79,7 @@ def _default_body():
 
 
 def _random_motion(body, frames: int):
-    from vlogger_core.motion_params import IDENTITY_6D, Motion, expression_names
+    from vlogger_core.motion.params import IDENTITY_6D, Motion, expression_names
     g = torch.Generator().manual_seed(0)
     m = Motion.neutral(frames, 25.0, body.expression_set)
     m.expression.copy_(torch.rand(frames, len(expression_names(body.expression_set)),
@@ -151,11 +152,11 @@ def run() -> dict:
                     body.pose_frames(fit, motion, s, s + CHUNK, "cpu")
         out["ms_per_frame_pose_raster_256"] = round(_median_ms(pose_render, FRAMES), 3)
         out["ms_per_frame_pose_only"] = round(_median_ms(pose_only, FRAMES), 3)
-        # Proposed: the same posing through the sparse numba skinning (vlogger_core/skinning.py),
+        # Proposed: the same posing through the sparse numba skinning (vlogger_core/body/skinning.py),
         # not yet called by BodyModel.pose_frames. Same per-frame parameters as pose_frames.
         if getattr(body, "_zero_posedirs", False):
-            from vlogger_core.motion_params import SMPLX_INDEX
-            from vlogger_core.skinning import skin_vertices
+            from vlogger_core.body.skinning import skin_vertices
+            from vlogger_core.motion.params import SMPLX_INDEX
             ref = fit.reference_pose.float()
             idx = torch.tensor([SMPLX_INDEX[j] for j in motion.joints])
 

@@ -37,14 +37,21 @@ def _log_losses(folder: Path) -> list[float]:
 def run() -> dict:
     from make_tiny_video_model import tiny_pixel_spec
     from prep_recovery import recovery
-    from vlogger_core.body_model import load_body
-    from vlogger_core.dataset_format import read_clip
-    from vlogger_core.dataset_prep import PrepSettings, prepare_dataset
-    from vlogger_core.motion_training import TrainConfig, train as train_motion
-    from vlogger_core.personalization import train_lora
-    from vlogger_core.video_diffusion import build_video_model, pixel128_spec
-    from vlogger_core.video_training import VideoTrainConfig, estimate_memory_gb, stage_parameters, train
-    from vlogger_core.video_weights import load_model, save_model
+
+    from vlogger_core.body.model import load_body
+    from vlogger_core.diffusion.lora import train_lora
+    from vlogger_core.diffusion.model import build_video_model, pixel128_spec
+    from vlogger_core.diffusion.weights import load_model, save_model
+    from vlogger_core.training.dataset_format import read_clip
+    from vlogger_core.training.dataset_prep import PrepSettings, prepare_dataset
+    from vlogger_core.training.motion import TrainConfig
+    from vlogger_core.training.motion import train as train_motion
+    from vlogger_core.training.video import (
+        VideoTrainConfig,
+        estimate_memory_gb,
+        stage_parameters,
+        train,
+    )
 
     quiet = dict(log=lambda *a: None)
     video = REPO / "examples" / "talking_astronaut.mp4"

@@ -15,8 +15,8 @@ import time
 import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 
-from vlogger_core.temporal_layers import unwrapped_state_dict
-from vlogger_core.video_diffusion import build_video_model, pixel128_spec, read_config
+from vlogger_core.diffusion.model import build_video_model, pixel128_spec, read_config
+from vlogger_core.diffusion.temporal import unwrapped_state_dict
 
 FRAMES = int(os.environ.get("VIDEO_STEP_FRAMES", "4"))
 REPEATS = int(os.environ.get("VIDEO_STEP_REPEATS", "3"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 import comfy.model_management as mm
 import comfy.utils
 
+from vlogger_core.errors import VloggerError
+
 
 class VloggerInputError(ValueError):
     """A bad input, reported to the artist as: [node] input 'x': what is wrong. Fix: what to do."""
@@ -11,6 +13,16 @@ class VloggerInputError(ValueError):
 
 def input_error(node_id: str, input_name: str, problem: str, fix: str) -> VloggerInputError:
     return VloggerInputError(f"[{node_id}] input '{input_name}': {problem}. Fix: {fix}")
+
+
+def node_error(node_id: str, error: VloggerError, inputs: dict[str, str] | None = None,
+               default: str = "", fix: str = "") -> VloggerInputError:
+    """A core VloggerError as the artist's message: the core argument it blames (error.arg) is
+    mapped to this node's input name through `inputs` (same name when not listed; `default` when
+    the core blames no argument), with the core's fix (else `fix`). Raise it `from None`."""
+    arg = error.arg or ""
+    name = (inputs or {}).get(arg, arg) or default or "inputs"
+    return input_error(node_id, name, error.message, error.fix or fix or "check this input")
 
 
 def device():

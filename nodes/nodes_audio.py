@@ -8,11 +8,10 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from vlogger_core import speech_io, tts
+from vlogger_core.audio import speech_io, tts
 
 from .common import input_error
-
-Phonemes = io.Custom("VLOGGER_PHONEMES")
+from .types import Phonemes
 
 
 def _voices() -> list[str]:

@@ -8,18 +8,23 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from vlogger_core.body_model import DEFAULT_BODY, BodyFileError, list_bodies, load_body
-from vlogger_core.reference_fit import (DETECTORS, FitInputError, FitOverrides,
-                                        draw_fit_overlay, fit_editor_data, fit_reference)
+from vlogger_core.body.model import DEFAULT_BODY, BodyFileError, list_bodies, load_body
+from vlogger_core.body.reference import (
+    DETECTORS,
+    FitInputError,
+    FitOverrides,
+    draw_fit_overlay,
+    fit_editor_data,
+    fit_reference,
+)
 
 from .common import device, input_error, interrupt_check
+from .types import Body, Fit
 
 FOLDER = "vlogger_body"
 folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "body"))
 SMPLX_DIR = os.path.join(folder_paths.models_dir, "smplx")
 
-Body = io.Custom("VLOGGER_BODY")
-Fit = io.Custom("VLOGGER_FIT")
 
 
 def body_dirs() -> list[str]:

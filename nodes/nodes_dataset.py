@@ -11,14 +11,20 @@ import folder_paths
 import torch
 from comfy_api.latest import InputImpl, io, ui
 
-from vlogger_core.dataset_prep import DatasetError, PrepSettings, footage_from_arrays, prepare_dataset
-from vlogger_core.motion_diffusion import load_motion_model
-from vlogger_core.motion_training import TrainConfig, train
+from vlogger_core.motion.model import load_motion_model
+from vlogger_core.training.dataset_prep import (
+    DatasetError,
+    PrepSettings,
+    footage_from_arrays,
+    prepare_dataset,
+)
+from vlogger_core.training.motion import TrainConfig, train
 
 from .common import device, input_error, interrupt_check, progress_callback
-from .nodes_body import Body
-from .nodes_motion import DEFAULT_NAME, FOLDER, SHIPPED, MotionModel, _model_names
+from .nodes_motion import DEFAULT_NAME, FOLDER, SHIPPED, _model_names
 from .nodes_output import audio_mono
+from .types import Body, MotionModel
+
 
 def _footage(video, images, audio, images_fps: float, fps: float, node: str):
     """The core's footage: an IMAGE batch (+ AUDIO) at images_fps when connected; else a

@@ -7,13 +7,12 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from vlogger_core.inpainting import REGIONS, InpaintError, RedubSettings, redub_frames
-from vlogger_core.motion_params import Motion
+from vlogger_core.edit.redub import REGIONS, InpaintError, RedubSettings, redub_frames
+from vlogger_core.motion.params import Motion
 
-from .common import device, input_error, interrupt_check, progress_callback
-from .nodes_body import Body
-from .nodes_motion import MotionType
-from .nodes_video import VideoModel
+from .common import device, input_error, node_error, interrupt_check, progress_callback
+from .types import Body, VideoModel
+from .types import Motion as MotionType
 
 log = logging.getLogger("VLOGGER")
 NODE = "VLOGGER_RegionInpaint"
@@ -147,8 +146,7 @@ class RegionInpaint(io.ComfyNode):
                     outs.append(torch.from_numpy(f))
                     masks.append(torch.from_numpy(m))
         except InpaintError as e:
-            which = "video" if e.input == "images" and images is None else e.input
-            raise input_error(NODE, which, str(e), e.fix) from None
+            raise node_error(NODE, e, {"frames": "video" if images is None else "images"}) from None
         return io.NodeOutput(torch.cat(outs), torch.cat(masks), speech)
 
 

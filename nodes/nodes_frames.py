@@ -4,14 +4,15 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from vlogger_core.talking_video import TalkingVideoRenderer, output_size, write_talking_video
+from vlogger_core.render.talking_video import (
+    TalkingVideoRenderer,
+    output_size,
+    write_talking_video,
+)
 
 from .common import device, input_error, interrupt_check, progress_callback
 from .nodes_output import audio_mono, output_path
-
-Body = io.Custom("VLOGGER_BODY")
-Fit = io.Custom("VLOGGER_FIT")
-Motion = io.Custom("VLOGGER_MOTION")
+from .types import Body, Fit, Motion
 
 RESOLUTIONS = ["256", "512", "photo"]
 RES_TOOLTIP = ("Output size: 256x256, 512x512, or 'photo' (the photo's aspect, long side 512, "

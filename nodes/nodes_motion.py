@@ -8,15 +8,17 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from vlogger_core import speech_io
-from vlogger_core.audio_features import MIN_SECONDS, energy_envelope, prepare_audio
-from vlogger_core.motion_diffusion import load_motion_model
-from vlogger_core.motion_params import Motion
-from vlogger_core.motion_plot import motion_timeline, plot_motion
-from vlogger_core.motion_sampling import MAX_FPS, MIN_FPS, SampleSettings, sample_motion
+from vlogger_core.audio import speech_io
+from vlogger_core.audio.features import MIN_SECONDS, energy_envelope, prepare_audio
+from vlogger_core.motion.model import load_motion_model
+from vlogger_core.motion.params import Motion
+from vlogger_core.motion.plot import motion_timeline, plot_motion
+from vlogger_core.motion.sampling import MAX_FPS, MIN_FPS, SampleSettings, sample_motion
 from vlogger_core.paths import SHIPPED_MODELS
 
 from .common import device, input_error, interrupt_check, progress_callback
+from .types import Motion as MotionType
+from .types import MotionModel
 
 FOLDER = "vlogger_motion"
 folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "motion"))
@@ -45,8 +47,6 @@ def timeline_ui(motion: Motion, wave: torch.Tensor | None) -> dict:
     return {"vlogger_motion": [data]}
 
 
-MotionModel = io.Custom("VLOGGER_MOTION_MODEL")
-MotionType = io.Custom("VLOGGER_MOTION")
 _CACHE: dict = {}
 
 

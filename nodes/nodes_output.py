@@ -7,7 +7,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from vlogger_core.video_writer import StreamingMP4Writer
+from vlogger_core.render.video_writer import StreamingMP4Writer
 
 from .common import input_error, interrupt_check, progress_callback
 

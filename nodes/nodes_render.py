@@ -4,15 +4,11 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from vlogger_core.body_model import PART_NAMES
-from vlogger_core.control_maps import render_motion
+from vlogger_core.body.model import PART_NAMES
+from vlogger_core.render.controls import render_motion
 
 from .common import input_error, interrupt_check, progress_callback
-
-Body = io.Custom("VLOGGER_BODY")
-Fit = io.Custom("VLOGGER_FIT")
-Motion = io.Custom("VLOGGER_MOTION")
-Controls = io.Custom("VLOGGER_CONTROLS")
+from .types import Body, Controls, Fit, Motion
 
 NODE = "VLOGGER_RenderControls"
 # Part groups offered besides the single parts (only the members a body has are used).

@@ -11,12 +11,13 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from vlogger_core.personalization import LoraError, save_lora, train_lora
-from vlogger_core.video_diffusion import VideoDiffusionModel
-from vlogger_core.video_training import TrainingError
+from vlogger_core.diffusion.lora import LoraError, save_lora, train_lora
+from vlogger_core.diffusion.model import VideoDiffusionModel
+from vlogger_core.training.video import TrainingError
 
 from .common import input_error, interrupt_check, progress_callback
-from .nodes_video import LORA_FOLDER, VideoModel
+from .nodes_video import LORA_FOLDER
+from .types import VideoModel
 
 NODE = "VLOGGER_TrainLoRA"
 

@@ -15,16 +15,21 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io, ui
 
-from vlogger_core.diffusion_video import diffusion_frames
-from vlogger_core.super_resolution import SuperResolutionModel, sr_windows, super_resolve
-from vlogger_core.temporal_outpainting import outpaint
-from vlogger_core.video_diffusion import VideoDiffusionModel
-from vlogger_core.video_sampling import SCHEDULERS, control_layout, sample_clip
-from vlogger_core.video_weights import load_model
-from vlogger_core.video_writer import StreamingMP4Writer
+from vlogger_core.diffusion.model import VideoDiffusionModel
+from vlogger_core.diffusion.outpainting import outpaint
+from vlogger_core.diffusion.sampling import SCHEDULERS, control_layout, sample_clip
+from vlogger_core.diffusion.stream import diffusion_frames
+from vlogger_core.diffusion.super_resolution import (
+    SuperResolutionModel,
+    sr_windows,
+    super_resolve,
+)
+from vlogger_core.diffusion.weights import load_model
+from vlogger_core.render.video_writer import StreamingMP4Writer
 
 from .common import device, input_error, interrupt_check, progress_callback
 from .nodes_output import audio_mono, output_path
+from .types import Controls, VideoModel
 
 log = logging.getLogger("VLOGGER")
 
@@ -32,7 +37,6 @@ FOLDER = "vlogger_video"
 folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "video"))
 NO_CHECKPOINT = "(none: pixel-space model)"
 
-VideoModel = io.Custom("VLOGGER_VIDEO_MODEL")
 LORA_FOLDER = "vlogger_lora"
 folder_paths.add_model_folder_path(LORA_FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "lora"))
 NO_LORA = "(none)"
@@ -53,7 +57,6 @@ def lora_path(name: str) -> Path | None:
         if (p / "lora.json").is_file():
             return p
     return None
-Controls = io.Custom("VLOGGER_CONTROLS")
 
 
 def model_folders() -> list[str]:
@@ -208,7 +211,7 @@ class VideoModelLoader(io.ComfyNode):
             raise input_error(node, name, str(e), "choose a matching model folder / SD 1.x checkpoint")
         model.source_folder = model_folder  # a LoRA trained on it records the folder it was made for
         if lora and lora != NO_LORA:
-            from vlogger_core.personalization import LoraError, apply_lora
+            from vlogger_core.diffusion.lora import LoraError, apply_lora
             path = lora_path(lora)
             if path is None:
                 raise input_error(node, "lora", f"'{lora}' is not in models/vlogger/lora", "pick one from the list")

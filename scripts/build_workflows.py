@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfyui_browser import browser_page, missing_node_types, open_workflow_file, serialize_graph  # noqa: E402
+from comfyui_browser import (  # noqa: E402
+    browser_page,
+    missing_node_types,
+    open_workflow_file,
+    serialize_graph,
+)
 from comfyui_server import ComfyServer  # noqa: E402
 from make_tiny_video_model import make_test_models  # noqa: E402
 

@@ -17,11 +17,11 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vlogger_core.body_model import load_body  # noqa: E402
-from vlogger_core.control_maps import render_motion  # noqa: E402
-from vlogger_core.motion_params import Motion  # noqa: E402
-from vlogger_core.reference_fit import draw_fit_overlay, fit_reference  # noqa: E402
-from vlogger_core.talking_video import TalkingVideoRenderer  # noqa: E402
+from vlogger_core.body.model import load_body  # noqa: E402
+from vlogger_core.body.reference import draw_fit_overlay, fit_reference  # noqa: E402
+from vlogger_core.motion.params import Motion  # noqa: E402
+from vlogger_core.render.controls import render_motion  # noqa: E402
+from vlogger_core.render.talking_video import TalkingVideoRenderer  # noqa: E402
 
 
 def main() -> None:

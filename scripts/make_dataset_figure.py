@@ -18,10 +18,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vlogger_core.body_model import load_body  # noqa: E402
-from vlogger_core.control_maps import palette  # noqa: E402
-from vlogger_core.dataset_format import read_clip  # noqa: E402
-from vlogger_core.dataset_prep import PrepSettings, prepare_dataset  # noqa: E402
+from vlogger_core.body.model import load_body  # noqa: E402
+from vlogger_core.render.controls import palette  # noqa: E402
+from vlogger_core.training.dataset_format import read_clip  # noqa: E402
+from vlogger_core.training.dataset_prep import PrepSettings, prepare_dataset  # noqa: E402
 
 
 def main() -> None:

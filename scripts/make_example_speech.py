@@ -10,7 +10,10 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from vlogger_core import speech_io, tts  # noqa: E402
+from vlogger_core.audio import (
+    speech_io,  # noqa: E402
+    tts,  # noqa: E402
+)
 
 TEXT = ("Hi everyone, welcome back to the channel! Today I want to show you something new. "
         "All of this came from one photo, and a few seconds of speech.")

@@ -20,12 +20,12 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vlogger_core.body_model import load_body  # noqa: E402
-from vlogger_core.motion_diffusion import load_motion_model  # noqa: E402
-from vlogger_core.motion_sampling import SampleSettings, sample_motion  # noqa: E402
-from vlogger_core.reference_fit import fit_reference  # noqa: E402
-from vlogger_core.speech_io import prepare_speech, read_audio  # noqa: E402
-from vlogger_core.talking_video import TalkingVideoRenderer, write_talking_video  # noqa: E402
+from vlogger_core.audio.speech_io import prepare_speech, read_audio  # noqa: E402
+from vlogger_core.body.model import load_body  # noqa: E402
+from vlogger_core.body.reference import fit_reference  # noqa: E402
+from vlogger_core.motion.model import load_motion_model  # noqa: E402
+from vlogger_core.motion.sampling import SampleSettings, sample_motion  # noqa: E402
+from vlogger_core.render.talking_video import TalkingVideoRenderer, write_talking_video  # noqa: E402
 
 EX = REPO / "examples"
 
@@ -37,8 +37,8 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=24.0)
     ap.add_argument("--seed", type=int, default=3)
     a = ap.parse_args()
-    from PIL import Image
     import numpy as np
+    from PIL import Image
     photo = torch.from_numpy(np.array(Image.open(EX / "astronaut.png").convert("RGB"))).float() / 255
     body = load_body()
     fit = fit_reference(photo, body, "auto")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vlogger_core.synthetic_corpus import make_corpus  # noqa: E402
+from vlogger_core.motion.synthetic.corpus import make_corpus  # noqa: E402
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vlogger_core.video_diffusion import DEFAULT_NUM_PARTS, VideoSpec, build_video_model  # noqa: E402
-from vlogger_core.super_resolution import SRSpec, SuperResolutionModel  # noqa: E402
+from vlogger_core.diffusion.model import DEFAULT_NUM_PARTS, VideoSpec, build_video_model  # noqa: E402
+from vlogger_core.diffusion.super_resolution import SRSpec, SuperResolutionModel  # noqa: E402
 
 NOTE = "TINY RANDOM weights for tests only: output is noise, not a result."
 
@@ -70,7 +70,8 @@ def randomize_trained_parts(model, std: float = 0.02, seed: int = 0) -> None:
 def write_tiny_sd_checkpoint(path: Path, spec: VideoSpec, seed: int = 0) -> Path:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from safetensors.torch import save_file
-    from vlogger_core.sd_checkpoint import unet_to_ldm, vae_to_ldm
+
+    from vlogger_core.diffusion.sd_checkpoint import unet_to_ldm, vae_to_ldm
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_config(spec.unet_config)
     vae = AutoencoderKL.from_config(spec.vae_config)
@@ -81,8 +82,8 @@ def write_tiny_sd_checkpoint(path: Path, spec: VideoSpec, seed: int = 0) -> Path
 
 
 def make_all(out: Path, sd_checkpoint: Path | None = None, num_parts: int = DEFAULT_NUM_PARTS) -> dict:
-    from vlogger_core.video_weights import save_model
-    from vlogger_core.sd_checkpoint import load_sd1_checkpoint
+    from vlogger_core.diffusion.sd_checkpoint import load_sd1_checkpoint
+    from vlogger_core.diffusion.weights import save_model
     torch.manual_seed(0)
     made = {}
     video = build_video_model(tiny_pixel_spec(num_parts))

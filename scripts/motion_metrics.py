@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vlogger_core.audio_features import energy_envelope  # noqa: E402
-from vlogger_core.motion_diffusion import load_motion_model  # noqa: E402
-from vlogger_core.motion_params import ARKIT52  # noqa: E402
-from vlogger_core.motion_plot import joint_angles  # noqa: E402
-from vlogger_core.motion_sampling import SampleSettings, mouth_opening, sample_motion  # noqa: E402
-from vlogger_core.synthetic_corpus import clip_folders, load_clip, make_corpus  # noqa: E402
-from vlogger_core.visemes import viseme_track  # noqa: E402
+from vlogger_core.audio.features import energy_envelope  # noqa: E402
+from vlogger_core.motion.model import load_motion_model  # noqa: E402
+from vlogger_core.motion.params import ARKIT52  # noqa: E402
+from vlogger_core.motion.plot import joint_angles  # noqa: E402
+from vlogger_core.motion.sampling import SampleSettings, mouth_opening, sample_motion  # noqa: E402
+from vlogger_core.motion.synthetic.corpus import clip_folders, load_clip, make_corpus  # noqa: E402
+from vlogger_core.motion.synthetic.visemes import viseme_track  # noqa: E402
 
 HAND_JOINTS = ["left_elbow", "right_elbow", "left_wrist", "right_wrist"]
 

@@ -27,10 +27,10 @@ def recovery(body, clip: dict, start: int = 0) -> dict:
     frame `start` against the true motion: Pearson r of the lip gap, jaw pitch, jawOpen and the
     blinks; head pitch/yaw/roll mean absolute error (deg, both relative to the clip's reference
     frame); expression MAE and that of an all-zero guess."""
-    from vlogger_core.camera import PerspectiveCamera
-    from vlogger_core.motion_params import ARKIT52, Motion
-    from vlogger_core.motion_plot import joint_angles
-    from vlogger_core.reference_fit import ReferenceFit, fit_reference
+    from vlogger_core.body.camera import PerspectiveCamera
+    from vlogger_core.body.reference import ReferenceFit, fit_reference
+    from vlogger_core.motion.params import ARKIT52, Motion
+    from vlogger_core.motion.plot import joint_angles
 
     rec = clip["motion"]
     true = Motion.load_npz(str(REPO / "examples" / "talking_astronaut_motion.npz")).slice(start, start + rec.num_frames)

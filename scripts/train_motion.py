@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from vlogger_core.motion_diffusion import MotionModelConfig  # noqa: E402
-from vlogger_core.motion_training import TrainConfig, train  # noqa: E402
+from vlogger_core.motion.model import MotionModelConfig  # noqa: E402
+from vlogger_core.training.motion import TrainConfig, train  # noqa: E402
 
 
 def main() -> None:

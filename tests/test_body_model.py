@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core import body_model as bm
-from vlogger_core.motion_params import ARKIT52, SMPLX_INDEX, axis_angle_to_matrix
+from vlogger_core.body import model as bm
+from vlogger_core.motion.params import ARKIT52, SMPLX_INDEX, axis_angle_to_matrix
 
 REQUIRED_PARTS = ["face_skin", "lips", "mouth_interior", "teeth", "eyes", "eyebrows",
                   "scalp_hair", "ears", "neck", "torso", "upper_arms", "forearms", "hands"]
@@ -196,9 +196,9 @@ def test_bad_files(tmp_path):
 
 
 def test_pose_frames_and_expression_set(body):
-    from vlogger_core.motion_params import Motion
-    from vlogger_core.reference_fit import ReferenceFit
-    from vlogger_core.camera import PerspectiveCamera
+    from vlogger_core.body.camera import PerspectiveCamera
+    from vlogger_core.body.reference import ReferenceFit
+    from vlogger_core.motion.params import Motion
 
     fit = ReferenceFit(torch.zeros(64, 64, 3), PerspectiveCamera(64, 64), torch.zeros(10),
                        torch.zeros(3), torch.tensor([0.0, 0.0, -3.0]), body.rest_pose()[0],

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core import control_maps as CM
-from vlogger_core.camera import PerspectiveCamera
+from vlogger_core.body.camera import PerspectiveCamera
+from vlogger_core.render import controls as CM
 
 
 def grid(n, x0, x1, y0, y1, z):
@@ -149,13 +149,14 @@ def test_masks_and_channel_layout():
 def _body_and_fit():
     """The shipped body with a hand-placed head-and-shoulders fit of the shipped photo (the
     rendering must not depend on the fitting algorithm's quality)."""
-    bm = pytest.importorskip("vlogger_core.body_model")
-    rf = pytest.importorskip("vlogger_core.reference_fit")
+    bm = pytest.importorskip("vlogger_core.body.model")
+    rf = pytest.importorskip("vlogger_core.body.reference")
     try:
         body = bm.load_body(bm.DEFAULT_BODY, "cpu")
     except Exception as e:   # the bake is not there yet
         pytest.skip(f"default body not loadable: {e}")
     from PIL import Image
+
     from vlogger_core.paths import EXAMPLES
     img = torch.from_numpy(np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB"),
                                       dtype=np.float32) / 255.0)
@@ -178,7 +179,7 @@ def test_reference_dense_map_equals_template_colours():
     dense = np.asarray(body.dense_colors(), np.float32)
     assert np.allclose(dense, CM.dense_colors_of(body.template_vertices()), atol=1e-5)
     # each body pixel's colour is a convex combination of its triangle's template colours
-    from vlogger_core import rasterizer
+    from vlogger_core.render import rasterizer
     pts = CM.project(c.camera, ref)
     fr = rasterizer.rasterize(pts, body.faces, 256, 256)
     on = fr.tri_id[0] >= 0
@@ -189,8 +190,13 @@ def test_reference_dense_map_equals_template_colours():
 
 def test_jaw_opening_increases_mouth_pixels():
     body, fit = _body_and_fit()
-    from vlogger_core.motion_params import ARKIT52, SMPLX_INDEX, Motion, axis_angle_to_matrix, \
-        matrix_to_rot6d
+    from vlogger_core.motion.params import (
+        ARKIT52,
+        SMPLX_INDEX,
+        Motion,
+        axis_angle_to_matrix,
+        matrix_to_rot6d,
+    )
     m = Motion.neutral(2, 25.0, body.expression_set)
     j = m.joints.index("jaw")
     m.rot6d[1, j] = matrix_to_rot6d(axis_angle_to_matrix(torch.tensor([0.35, 0.0, 0.0])))
@@ -217,7 +223,7 @@ def test_jaw_opening_increases_mouth_pixels():
 
 def test_backface_culling_changes_no_pixel_of_the_body():
     body, fit = _body_and_fit()
-    from vlogger_core.motion_params import Motion
+    from vlogger_core.motion.params import Motion
     m = Motion.neutral(2, 25.0, body.expression_set)
     m.rot6d[1] += 0.15 * torch.randn(m.rot6d[1].shape, generator=torch.Generator().manual_seed(0))
     verts = torch.cat([body.pose_frames(fit, m, 0, 2, "cpu")])

@@ -6,7 +6,6 @@ import wave
 from pathlib import Path
 
 import numpy as np
-
 from footage import alternating_times, write_mp4, write_vfr_mp4
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +70,7 @@ def _write_video(path: Path, frames: np.ndarray, audio=None, times=None) -> Path
 def test_prepare_bad_and_awkward_footage(comfy, tmp_path):
     """Through the server: silent footage is refused naming allow_silent (and accepted with it),
     footage with no person, a cut and a variable frame rate are reported as documented."""
-    from vlogger_core.video_writer import read_video
+    from vlogger_core.render.video_writer import read_video
 
     frames, *_ = read_video(REPO / "examples" / "talking_astronaut.mp4")
     wf = comfy.workflow("prepare_and_finetune")

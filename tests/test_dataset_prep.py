@@ -12,19 +12,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-from vlogger_core.body_model import load_body
-from vlogger_core.control_maps import render_motion
-from vlogger_core.dataset_format import list_clips, read_clip, read_dataset, write_clip
-from vlogger_core.dataset_prep import (DatasetError, PrepSettings, decode, footage_from_arrays,
-                                       prepare_dataset, shot_cuts)
-from vlogger_core.motion_params import Motion
-from vlogger_core.reference_fit import fit_reference
-from vlogger_core.video_writer import read_video
-
 from footage import alternating_times, write_mp4, write_vfr_mp4  # noqa: E402
+from PIL import Image
 from prep_recovery import recovery  # noqa: E402
+
+from vlogger_core.body.model import load_body
+from vlogger_core.body.reference import fit_reference
+from vlogger_core.motion.params import Motion
+from vlogger_core.render.controls import render_motion
+from vlogger_core.render.video_writer import read_video
+from vlogger_core.training.dataset_format import (
+    list_clips,
+    read_clip,
+    read_dataset,
+    write_clip,
+)
+from vlogger_core.training.dataset_prep import (
+    DatasetError,
+    PrepSettings,
+    decode,
+    footage_from_arrays,
+    prepare_dataset,
+    shot_cuts,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO = REPO / "examples" / "talking_astronaut.mp4"
@@ -49,7 +59,7 @@ def test_format_and_summary(prepared):
     d = read_dataset(out)
     assert d["format"] == "vlogger-dataset-v1" and d["kept"] == 1 and d["clips"] == ["clip_0000"]
     assert list_clips(out) == ["clip_0000"] and d["frame_size"] == [64, 64] and d["sample_rate"] == 16000
-    assert d["created_by"].startswith("vlogger_core.dataset_prep v") and d["sources"] == [VIDEO.name]
+    assert d["created_by"].startswith("vlogger_core.training.dataset_prep v") and d["sources"] == [VIDEO.name]
     c = read_clip(out, "clip_0000")
     assert c["frames"].shape == (96, 64, 64, 3) and c["frames"].dtype == np.uint8
     assert c["dense"].shape == (96, 64, 64, 3) and c["semantic"].shape == (96, 64, 64)
@@ -91,7 +101,7 @@ def test_preparation_recovers_the_rendered_motion(body, prepared):
 
 
 def test_motion_trainer_reads_it_and_the_loss_goes_down(prepared, tmp_path):
-    from vlogger_core.motion_training import TrainConfig, load_dataset, train
+    from vlogger_core.training.motion import TrainConfig, load_dataset, train
     out, _ = prepared
     items = load_dataset(str(out), 25.0)
     assert len(items) == 1
@@ -204,8 +214,8 @@ def test_format_round_trip(body, tmp_path):
 def test_without_mediapipe_the_message_says_how_to_install(tmp_path):
     """A python where `import mediapipe` fails (as without the optional extra)."""
     code = ("import sys; sys.modules['mediapipe'] = None\n"
-            "from vlogger_core.dataset_prep import prepare_dataset, DatasetError\n"
-            "from vlogger_core.body_model import load_body\n"
+            "from vlogger_core.training.dataset_prep import prepare_dataset, DatasetError\n"
+            "from vlogger_core.body.model import load_body\n"
             "try:\n    prepare_dataset([sys.argv[1]], sys.argv[2], load_body())\n"
             "except DatasetError as e:\n    print('ERR', e)\n")
     r = subprocess.run([sys.executable, "-c", code, str(VIDEO), str(tmp_path / "x")], cwd=REPO,
@@ -216,7 +226,7 @@ def test_without_mediapipe_the_message_says_how_to_install(tmp_path):
 def test_long_footage_is_refused_before_decoding_and_frames_are_shrunk_as_decoded():
     """Ten hours at 256 px cannot be held in memory: refused with how to split it. A decoded
     file comes back as centre squares of the requested size (HD frames are never all held)."""
-    from vlogger_core.dataset_prep import check_memory
+    from vlogger_core.training.dataset_prep import check_memory
     with pytest.raises(DatasetError, match=r"lasts 600.0 min: its frames at 256 px need about \d+\.\d GB.*"
                                            r"Cut it into shorter videos \(e.g. \d+ min each\)"):
         check_memory("long.mp4", 36000, 24.0, 256)

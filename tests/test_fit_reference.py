@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vlogger_core import body_model as bm
-from vlogger_core import reference_fit as rf
-from vlogger_core.motion_params import SMPLX_INDEX
+from vlogger_core.body import model as bm
+from vlogger_core.body import reference as rf
+from vlogger_core.motion.params import SMPLX_INDEX
 from vlogger_core.paths import EXAMPLES
 
 

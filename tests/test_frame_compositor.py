@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vlogger_core.body_model import load_body
-from vlogger_core.motion_params import ARKIT52, Motion
-from vlogger_core.reference_fit import fit_reference, mediapipe_available
-from vlogger_core.talking_video import TalkingVideoRenderer
+from vlogger_core.body.model import load_body
+from vlogger_core.body.reference import fit_reference, mediapipe_available
+from vlogger_core.motion.params import ARKIT52, Motion
+from vlogger_core.render.talking_video import TalkingVideoRenderer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,8 @@ def _mouth_box(r: TalkingVideoRenderer, frame_labels: np.ndarray) -> tuple[slice
 
 
 def _labels(r: TalkingVideoRenderer, motion) -> np.ndarray:
-    from vlogger_core import control_maps, rasterizer
+    from vlogger_core.render import controls as control_maps
+    from vlogger_core.render import rasterizer
     v = r.body.pose_frames(r.fit, motion, 0, 1, "cpu")
     frags = rasterizer.rasterize(control_maps.project(r.camera, v), r.faces, r.width, r.height)
     return rasterizer.face_label_map(frags, r.labels)[0]

@@ -11,11 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core.body_model import load_body
-from vlogger_core.inpainting import (InpaintError, RedubSettings, feathered_mask, fit_video, pingpong,
-                                     redub_frames, region_motion, source_index)
-from vlogger_core.motion_params import ARKIT52, Motion
-from vlogger_core.video_writer import read_video
+from vlogger_core.body.model import load_body
+from vlogger_core.edit.redub import (
+    InpaintError,
+    RedubSettings,
+    feathered_mask,
+    fit_video,
+    pingpong,
+    redub_frames,
+    region_motion,
+    source_index,
+)
+from vlogger_core.motion.params import ARKIT52, Motion
+from vlogger_core.render.video_writer import read_video
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -104,7 +112,7 @@ def test_the_mask_is_the_mouth_not_the_eyes(redub, body, video):
     frames, fps = video
     # the mouth's lips, from the body fitted to the video, lie inside the mask
     track = fit_video(body, frames[:1], "auto", 30)
-    from vlogger_core.inpainting import _Editor, _FrameView
+    from vlogger_core.edit.redub import _Editor, _FrameView
     ed = _Editor(body, track, Motion.neutral(1, fps), "mouth", 256, 256)
     _, m_lips, _ = ed.window(_FrameView(lambda s: frames[s].astype(np.float32) / 255), [0], 0, 1, 0, 0)
     ys, xs = np.nonzero(m_lips[0] > 0.5)
@@ -146,7 +154,8 @@ def test_masked_diffusion_keeps_the_outside(body, video):
     """A tiny RANDOM video model (noise inside the mask, not a result): the known-region
     replacement and the exact composite still keep every pixel outside the band."""
     from make_tiny_video_model import randomize_trained_parts, tiny_pixel_spec
-    from vlogger_core.video_diffusion import build_video_model
+
+    from vlogger_core.diffusion.model import build_video_model
 
     frames, fps = video
     model = build_video_model(tiny_pixel_spec(num_parts=len(body.part_names) - 1, num_frames=4, size=32))

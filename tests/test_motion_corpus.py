@@ -5,12 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core.audio_features import FEATURE_DIM, audio_features, prepare_audio
-from vlogger_core.motion_params import ARKIT52, Motion
-from vlogger_core.speech_io import SpeechError
-from vlogger_core import synthetic_corpus as sc
-from vlogger_core.tts import PhonemeTimeline
-from vlogger_core.visemes import VISEME_KEYS, phoneme_viseme, viseme_track
+from vlogger_core.audio.features import FEATURE_DIM, audio_features, prepare_audio
+from vlogger_core.audio.speech_io import SpeechError
+from vlogger_core.audio.tts import PhonemeTimeline
+from vlogger_core.motion.params import ARKIT52, Motion
+from vlogger_core.motion.synthetic import corpus as sc
+from vlogger_core.motion.synthetic.visemes import (
+    VISEME_KEYS,
+    phoneme_viseme,
+    viseme_track,
+)
 
 
 def test_features_frame_count_any_fps():

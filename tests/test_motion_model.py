@@ -8,11 +8,16 @@ import math
 import pytest
 import torch
 
-from vlogger_core.audio_features import FEATURE_DIM, audio_features
-from vlogger_core.motion_diffusion import (MotionDiffusion, MotionModelConfig, load_motion_model,
-                                           motion_loss, save_motion_model)
-from vlogger_core.motion_sampling import SampleSettings, apply_controls, sample_motion
-from vlogger_core.motion_params import Motion
+from vlogger_core.audio.features import FEATURE_DIM, audio_features
+from vlogger_core.motion.model import (
+    MotionDiffusion,
+    MotionModelConfig,
+    load_motion_model,
+    motion_loss,
+    save_motion_model,
+)
+from vlogger_core.motion.params import Motion
+from vlogger_core.motion.sampling import SampleSettings, apply_controls, sample_motion
 
 
 def tiny(seed=0, **kw):
@@ -185,7 +190,7 @@ def test_artist_controls_scale_the_right_parts():
     n = 10
     torch.manual_seed(0)
     base = Motion.neutral(n, 25.0)
-    from vlogger_core.motion_params import axis_angle_to_matrix, matrix_to_rot6d
+    from vlogger_core.motion.params import axis_angle_to_matrix, matrix_to_rot6d
     aa = torch.randn(n, 47, 3) * 0.2
     mo = Motion(25.0, "arkit52", torch.rand(n, 52) * 0.5, matrix_to_rot6d(axis_angle_to_matrix(aa)))
     still = apply_controls(mo, 1.0, 0.0, 1.0)
@@ -197,7 +202,7 @@ def test_artist_controls_scale_the_right_parts():
     assert torch.allclose(nogest.rot6d[:, k], base.rot6d[:, k], atol=1e-5)
     assert torch.allclose(nogest.rot6d[:, mo.joints.index("right_index2")], base.rot6d[:, 0], atol=1e-5)
     calm = apply_controls(mo, 0.0, 1.0, 1.0)
-    from vlogger_core.motion_params import ARKIT52
+    from vlogger_core.motion.params import ARKIT52
     assert float(calm.expression[:, ARKIT52.index("jawOpen")].abs().max()) == 0
     b = ARKIT52.index("eyeBlinkLeft")
     assert torch.equal(calm.expression[:, b], mo.expression[:, b])   # blinks untouched
@@ -212,8 +217,8 @@ def test_sampler_rejects_bad_settings():
 
 
 def test_pose_smoothing_touches_only_body_rotations():
-    from vlogger_core.motion_sampling import smooth_pose
-    from vlogger_core.motion_params import MOTION_JOINTS
+    from vlogger_core.motion.params import MOTION_JOINTS
+    from vlogger_core.motion.sampling import smooth_pose
     x = torch.zeros(20, 52 + 47 * 6)
     x[1::2] = 1.0                                   # alternate every frame: worst-case jitter
     y = smooth_pose(x, 52, MOTION_JOINTS, 2)

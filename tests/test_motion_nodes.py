@@ -6,9 +6,8 @@ import io as _io
 import numpy as np
 import pytest
 import soundfile as sf
-from PIL import Image
-
 from comfyui_server import PromptRejected
+from PIL import Image
 
 LOADER = {"class_type": "VLOGGER_MotionModelLoader", "inputs": {"model": "vlogger_motion_default (shipped)"}}
 

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core.motion_diffusion import load_motion_model
-from vlogger_core.motion_params import ARKIT52
-from vlogger_core.motion_plot import joint_angles
-from vlogger_core.motion_sampling import SampleSettings, mouth_opening, sample_motion
+from vlogger_core.audio.speech_io import resample
+from vlogger_core.audio.tts import synthesize
+from vlogger_core.motion.model import load_motion_model
+from vlogger_core.motion.params import ARKIT52
+from vlogger_core.motion.plot import joint_angles
+from vlogger_core.motion.sampling import SampleSettings, mouth_opening, sample_motion
+from vlogger_core.motion.synthetic.corpus import HELDOUT_VOICES
+from vlogger_core.motion.synthetic.visemes import viseme_track
 from vlogger_core.paths import SHIPPED_MODELS
-from vlogger_core.speech_io import resample
-from vlogger_core.synthetic_corpus import HELDOUT_VOICES
-from vlogger_core.tts import synthesize
-from vlogger_core.visemes import viseme_track
 
 PATH = SHIPPED_MODELS / "motion" / "vlogger_motion_default.safetensors"
 

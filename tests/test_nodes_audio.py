@@ -3,7 +3,7 @@ import io as _io
 
 import soundfile as sf
 
-from vlogger_core.speech_io import read_audio
+from vlogger_core.audio.speech_io import read_audio
 
 
 def _audio_out(comfy, result):

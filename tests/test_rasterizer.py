@@ -3,7 +3,7 @@ and equality with a slow per-pixel reference implementation on random meshes."""
 import numpy as np
 import pytest
 
-from vlogger_core import rasterizer as R
+from vlogger_core.render import rasterizer as R
 
 
 def slow_rasterize(v, f, w, h, near=1e-3):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlogger_core.motion_params import ARKIT52, Motion
+from vlogger_core.motion.params import ARKIT52, Motion
 
 NODE = "VLOGGER_RenderControls"
 

@@ -2,16 +2,16 @@
 import pytest
 import torch
 
-from vlogger_core.motion_params import axis_angle_to_matrix
+from vlogger_core.motion.params import axis_angle_to_matrix
 
 
 def test_sparse_skinning_equals_body_forward():
-    bm = pytest.importorskip("vlogger_core.body_model")
+    bm = pytest.importorskip("vlogger_core.body.model")
     try:
         body = bm.load_body(bm.DEFAULT_BODY, "cpu")
     except Exception as e:
         pytest.skip(f"default body not loadable: {e}")
-    from vlogger_core.skinning import skin_vertices
+    from vlogger_core.body.skinning import skin_vertices
     g = torch.Generator().manual_seed(0)
     n = 5
     args = (torch.randn(n, body.num_betas, generator=g),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core import speech_io
+from vlogger_core.audio import speech_io
 
 
 def _tone(sr=44100, seconds=1.0, lead=0.5, tail=0.7, amp=0.05, channels=2):

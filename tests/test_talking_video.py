@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vlogger_core import speech_io
-from vlogger_core.speech_io import read_audio
-from vlogger_core.body_model import load_body
-from vlogger_core.reference_fit import fit_reference, project_fit
-from vlogger_core.video_writer import read_video
+from vlogger_core.audio import speech_io
+from vlogger_core.audio.speech_io import read_audio
+from vlogger_core.body.model import load_body
+from vlogger_core.body.reference import fit_reference, project_fit
+from vlogger_core.render.video_writer import read_video
 
 TEXT = "Hello there! Mama made pie, and papa ate it all. Wow!"  # lip closures and open vowels
 

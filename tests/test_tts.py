@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from vlogger_core import tts
+from vlogger_core.audio import tts
 
 
 def _rms(wave, sr, a, b):

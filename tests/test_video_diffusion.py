@@ -7,12 +7,22 @@ import json
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
-
 from make_tiny_video_model import randomize_trained_parts, tiny_pixel_spec, tiny_unet
-from vlogger_core.temporal_layers import TemporalConv, add_temporal_layers, set_num_frames, unwrapped_state_dict
-from vlogger_core.video_diffusion import VideoSpec, build_video_model, control_channels, read_config
-from vlogger_core.video_sampling import build_condition, sample_clip
-from vlogger_core.video_weights import load_model, save_model
+
+from vlogger_core.diffusion.model import (
+    VideoSpec,
+    build_video_model,
+    control_channels,
+    read_config,
+)
+from vlogger_core.diffusion.sampling import build_condition, sample_clip
+from vlogger_core.diffusion.temporal import (
+    TemporalConv,
+    add_temporal_layers,
+    set_num_frames,
+    unwrapped_state_dict,
+)
+from vlogger_core.diffusion.weights import load_model, save_model
 
 N_C = 5
 

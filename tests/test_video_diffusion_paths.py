@@ -6,16 +6,30 @@ import socket
 
 import pytest
 import torch
+from make_tiny_video_model import (
+    randomize_trained_parts,
+    tiny_pixel_spec,
+    tiny_sd_spec,
+    tiny_sr_spec,
+    write_tiny_sd_checkpoint,
+)
 from safetensors.torch import save_file
 
-from make_tiny_video_model import (randomize_trained_parts, tiny_pixel_spec, tiny_sd_spec, tiny_sr_spec,
-                                   write_tiny_sd_checkpoint)
-from vlogger_core.sd_checkpoint import UNET_PREFIX, load_sd1_checkpoint, read_sd_checkpoint
-from vlogger_core.super_resolution import SuperResolutionModel, super_resolve, super_resolve_stream, tiled_eps
-from vlogger_core.temporal_outpainting import outpaint, window_starts
-from vlogger_core.video_diffusion import build_video_model, read_config
-from vlogger_core.video_sampling import sample_clip
-from vlogger_core.video_weights import load_model, save_model
+from vlogger_core.diffusion.model import build_video_model, read_config
+from vlogger_core.diffusion.outpainting import outpaint, window_starts
+from vlogger_core.diffusion.sampling import sample_clip
+from vlogger_core.diffusion.sd_checkpoint import (
+    UNET_PREFIX,
+    load_sd1_checkpoint,
+    read_sd_checkpoint,
+)
+from vlogger_core.diffusion.super_resolution import (
+    SuperResolutionModel,
+    super_resolve,
+    super_resolve_stream,
+    tiled_eps,
+)
+from vlogger_core.diffusion.weights import load_model, save_model
 
 N_C = 4
 
@@ -181,7 +195,7 @@ def test_sr_windows_join_and_stream_like_one_shot(sr):
     assert torch.equal(torch.cat(parts), whole) and whole.shape == (8, 3, 64, 64)
     assert [p.shape[0] for p in parts] == [3, 2, 2, 1]   # N=3 then N-1 new frames per window
     # a window's known frames come out exactly as given (held, not regenerated)
-    from vlogger_core.super_resolution import TilePlan, _sr_window
+    from vlogger_core.diffusion.super_resolution import TilePlan, _sr_window
     known = whole[2:3] * 2 - 1
     x0 = _sr_window(sr, frames[2:5], torch.Generator().manual_seed(0), "ddim", 2, TilePlan(sr, 0, 0), known,
                     None, None, 0, 2)
@@ -193,7 +207,7 @@ def test_sr_windows_join_and_stream_like_one_shot(sr):
 
 
 def test_streamed_cascade_equals_stage_by_stage(video, sr):
-    from vlogger_core.diffusion_video import diffusion_frames
+    from vlogger_core.diffusion.stream import diffusion_frames
     ref = torch.rand(3, 32, 32)
     ctl = torch.rand(7, 3 + N_C + 3, 32, 32)
     seen = []
@@ -211,7 +225,7 @@ def test_streamed_cascade_equals_stage_by_stage(video, sr):
 
 
 def _controls(frames, size, num_parts, seed=0):
-    from vlogger_core.control_maps import Controls
+    from vlogger_core.render.controls import Controls
     g = torch.Generator().manual_seed(seed)
     names = ["background"] + [f"part{i}" for i in range(num_parts)]
     return Controls(dense=torch.rand(frames, size, size, 3, generator=g),
@@ -222,8 +236,8 @@ def _controls(frames, size, num_parts, seed=0):
 
 
 def test_real_controls_dataclass_is_taken_and_sliced_per_window(video):
-    from vlogger_core.video_diffusion import DEFAULT_NUM_PARTS
-    from vlogger_core.body_parts import PART_NAMES
+    from vlogger_core.body.parts import PART_NAMES
+    from vlogger_core.diffusion.model import DEFAULT_NUM_PARTS
     assert DEFAULT_NUM_PARTS == len(PART_NAMES) - 1      # N_c follows the shipped part list
     ctl = _controls(9, 32, N_C)
     ref = torch.rand(3, 32, 32)
@@ -256,7 +270,7 @@ class _MemoryLimited(torch.nn.Module):
 
 
 def test_sr_halves_the_tile_on_out_of_memory_and_keeps_it(sr):
-    from vlogger_core.super_resolution import TilePlan
+    from vlogger_core.diffusion.super_resolution import TilePlan
     frames = torch.rand(5, 3, 32, 32)
     limited = _MemoryLimited(sr, limit=32)
     messages = []

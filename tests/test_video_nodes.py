@@ -153,6 +153,7 @@ def test_streamed_diffusion_video_node_writes_mp4(comfy, tiny_models):
     res = comfy.run(prompt)
     assert res.error is None, res.error
     import io as _io
+
     import av
     with av.open(_io.BytesIO(comfy.fetch(res.files()[0]))) as c:
         s = c.streams.video[0]
@@ -168,7 +169,7 @@ def _mp4(comfy, res):
     import os
     import tempfile
 
-    from vlogger_core.video_writer import read_video
+    from vlogger_core.render.video_writer import read_video
     mp4 = [f for f in res.files() if f["filename"].endswith(".mp4")][0]
     with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as t:
         t.write(comfy.fetch(mp4))

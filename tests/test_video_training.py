@@ -11,14 +11,32 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
 from make_tiny_video_model import randomize_trained_parts, tiny_pixel_spec
-from vlogger_core.personalization import (LoraError, apply_lora, lora_state, main as lora_main, read_lora,
-                                          save_lora, set_strength, train_lora)
-from vlogger_core.video_diffusion import build_video_model
-from vlogger_core.video_training import (TrainingError, VideoTrainConfig, drop_condition, estimate_memory_gb,
-                                         load_clips, main, make_batch, stage_parameters, train, window_start)
-from vlogger_core.video_weights import load_model, save_model
+
+from vlogger_core.diffusion.lora import (
+    LoraError,
+    apply_lora,
+    lora_state,
+    read_lora,
+    save_lora,
+    set_strength,
+    train_lora,
+)
+from vlogger_core.diffusion.lora import main as lora_main
+from vlogger_core.diffusion.model import build_video_model
+from vlogger_core.diffusion.weights import load_model, save_model
+from vlogger_core.training.video import (
+    TrainingError,
+    VideoTrainConfig,
+    drop_condition,
+    estimate_memory_gb,
+    load_clips,
+    main,
+    make_batch,
+    stage_parameters,
+    train,
+    window_start,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 QUIET = dict(log=lambda *a: None)
@@ -29,12 +47,12 @@ def write_tiny_dataset(root: Path, size: int = 32, clip_frames: int = 24, clips:
     (reference frame first in one clip, last in the other)."""
     from PIL import Image
 
-    from vlogger_core.body_model import load_body
-    from vlogger_core.control_maps import render_motion
-    from vlogger_core.dataset_format import write_clip, write_dataset_json
-    from vlogger_core.motion_params import Motion
-    from vlogger_core.reference_fit import fit_reference
-    from vlogger_core.talking_video import TalkingVideoRenderer
+    from vlogger_core.body.model import load_body
+    from vlogger_core.body.reference import fit_reference
+    from vlogger_core.motion.params import Motion
+    from vlogger_core.render.controls import render_motion
+    from vlogger_core.render.talking_video import TalkingVideoRenderer
+    from vlogger_core.training.dataset_format import write_clip, write_dataset_json
 
     body = load_body()
     photo = torch.from_numpy(np.array(Image.open(REPO / "examples" / "astronaut.png").convert("RGB"))).float() / 255
@@ -238,7 +256,7 @@ def _cli(args: list[str], procs: int = 1) -> None:
     import sys
 
     launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)] if procs > 1 else []
-    r = subprocess.run([sys.executable, *launch, "-m", "vlogger_core.video_training", *args], cwd=REPO,
+    r = subprocess.run([sys.executable, *launch, "-m", "vlogger_core.training.video", *args], cwd=REPO,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 

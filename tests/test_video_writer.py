@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core.video_writer import StreamingMP4Writer, read_video
+from vlogger_core.render.video_writer import StreamingMP4Writer, read_video
 
 
 def _clip(n, h=64, w=96, seed=0):

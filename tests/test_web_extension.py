@@ -11,9 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from comfyui_browser import (
+    browser_page,
+    graph_to_api,
+    open_workflow_file,
+    queue_from_ui,
+    serialize_graph,
+)
 from PIL import Image
-
-from comfyui_browser import browser_page, graph_to_api, open_workflow_file, queue_from_ui, serialize_graph
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
@@ -257,8 +262,13 @@ def test_motion_timeline_payload_reads_the_motion():
 
     import torch
 
-    from vlogger_core.motion_params import ARKIT52, Motion, axis_angle_to_matrix, matrix_to_rot6d
-    from vlogger_core.motion_plot import motion_timeline
+    from vlogger_core.motion.params import (
+        ARKIT52,
+        Motion,
+        axis_angle_to_matrix,
+        matrix_to_rot6d,
+    )
+    from vlogger_core.motion.plot import motion_timeline
 
     m = Motion.neutral(100, 25.0)
     head = m.joints.index("head")

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-
 from workflow_files import API_FILES, UI_FILES
 
 

@@ -2,9 +2,13 @@
 import json
 
 import pytest
-
-from comfyui_browser import (browser_page, graph_to_api, missing_node_types, open_workflow_file,
-                             queue_from_ui)
+from comfyui_browser import (
+    browser_page,
+    graph_to_api,
+    missing_node_types,
+    open_workflow_file,
+    queue_from_ui,
+)
 from workflow_files import UI_FILES
 
 

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vlogger_core.motion_params import ARKIT52  # noqa: E402
+from vlogger_core.motion.params import ARKIT52  # noqa: E402
 
 EXPR_OFFSET = 300                     # smplx reads expression directions from shapedirs[..., 300:]
 ALONG, ACROSS = 14, 3                 # quads along the arc, rows from gum to edge

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlogger_core.body_parts import P, PART_NAMES, face_labels_from_vertices, vertex_labels
-from vlogger_core.rasterizer import rasterize
+from vlogger_core.body.parts import (
+    PART_NAMES,
+    P,
+    face_labels_from_vertices,
+    vertex_labels,
+)
+from vlogger_core.render.rasterizer import rasterize
 
 # mediapipe face-mesh index of each iBUG-68 point (the usual correspondence).
 MP_FOR_IBUG68 = [
@@ -90,7 +95,7 @@ def label_faces(body: dict, seg: dict) -> dict:
     vlab = vertex_labels(body["v_template"], f, body["weights"], body["lmk_faces_idx"],
                          body["lmk_bary_coords"])
     # Eyelids hide under the brows at rest: vertices the blinks move are skin, not brow.
-    from vlogger_core.motion_params import ARKIT52
+    from vlogger_core.motion.params import ARKIT52
     blink = sum(np.linalg.norm(body["shapedirs"][:, :, 300 + ARKIT52.index(n)], axis=1)
                 for n in ("eyeBlinkLeft", "eyeBlinkRight"))
     vlab[(vlab == P["eyebrows"]) & (blink > 1e-3)] = P["face_skin"]

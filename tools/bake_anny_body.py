@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from vlogger_core.motion_params import ARKIT52, SMPLX_JOINTS  # noqa: E402
+from vlogger_core.motion.params import ARKIT52, SMPLX_JOINTS  # noqa: E402
 
 SMPLX_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 15,
                  15, 15, 20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38, 21, 40, 41,
@@ -262,9 +262,11 @@ def main(argv=None):
                  source=np.array(f"anny {anny.__version__}, rig makehuman, topology anny, "
                                  f"seed {args.seed}, samples {N}, teeth by tools/add_teeth.py, "
                                  f"inner lips by tools/fix_inner_lips.py"))
-    from add_teeth import add_teeth            # Anny has no teeth mesh: add two bands
+    from add_teeth import add_teeth  # Anny has no teeth mesh: add two bands
     body, parts = add_teeth(body, parts)
-    from fix_inner_lips import fix_inner_lips  # inner-lip landmarks off the closed mouth's seam
+    from fix_inner_lips import (
+        fix_inner_lips,  # inner-lip landmarks off the closed mouth's seam
+    )
     body = fix_inner_lips(body, parts)
     np.savez_compressed(out / "anny_smplx.npz", **body)
     np.savez_compressed(out / "anny_smplx_parts.npz", **parts)

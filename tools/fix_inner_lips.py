@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vlogger_core.motion_params import ARKIT52  # noqa: E402
+from vlogger_core.motion.params import ARKIT52  # noqa: E402
 
 EXPR_OFFSET = 300
 UPPER, LOWER = (61, 62, 63), (65, 66, 67)

@@ -1,0 +1,116 @@
+"""Per-video-frame audio features for the motion model (the paper's standard log-mel spectrogram).
+
+Layout (documented because saved models depend on it):
+- 16 kHz mono in; torchaudio MelSpectrogram with a 25 ms window (n_fft 400), 10 ms hop, 80 mels,
+  log(mel + 1e-6). Mel frame k is centred at k * 10 ms (center=True).
+- Video frame i at `fps` owns the audio span [i/fps, (i+1)/fps): frames = round(duration * fps).
+- Per frame: the log-mel spectrum sampled (linear interpolation along time) at SUB_STEPS evenly
+  spaced instants inside that span, stacked -> SUB_STEPS * 80 values, so every fps (24, 25, 30, 60)
+  gives the same feature size; plus 1 value of log energy (RMS of the span's samples).
+  Only the frame's own span (plus at most half a mel window, 12.5 ms) enters its feature, so the
+  model's causal mask makes frame i depend on audio up to the end of frame i and no further.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torchaudio
+
+from .speech_io import (
+    MODEL_SAMPLE_RATE,
+    SpeechError,
+    from_audio_dict,
+    resample,
+    to_mono,
+)
+
+N_MELS = 80
+HOP = 160          # 10 ms at 16 kHz
+N_FFT = 400        # 25 ms
+SUB_STEPS = 2
+FEATURE_DIM = SUB_STEPS * N_MELS + 1
+MIN_SECONDS = 0.2
+LOG_EPS = 1e-6
+
+_MEL: dict = {}
+
+
+def _mel(device) -> torchaudio.transforms.MelSpectrogram:
+    key = str(device)
+    if key not in _MEL:
+        _MEL[key] = torchaudio.transforms.MelSpectrogram(
+            sample_rate=MODEL_SAMPLE_RATE, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP,
+            n_mels=N_MELS, f_min=20.0, f_max=7600.0, power=2.0, center=True).to(device)
+    return _MEL[key]
+
+
+def prepare_audio(audio, sample_rate: int | None = None) -> torch.Tensor:
+    """ComfyUI AUDIO dict ({"waveform": [B,C,T], "sample_rate"}) or a tensor ([T], [C,T],
+    [B,C,T]) at `sample_rate` -> mono float32 [T] at 16 kHz. Raises SpeechError on NaN/inf."""
+    if isinstance(audio, dict):
+        if "waveform" not in audio or "sample_rate" not in audio:
+            raise SpeechError("the AUDIO value has no 'waveform'/'sample_rate'")
+        wave, sample_rate = from_audio_dict(audio)
+    else:
+        if sample_rate is None:
+            raise ValueError("prepare_audio needs sample_rate for a bare tensor")
+        wave = torch.as_tensor(audio)
+    wave = wave.detach().float().cpu()
+    if wave.numel() == 0:
+        raise SpeechError("the audio is empty")
+    if not torch.isfinite(wave).all():
+        raise SpeechError("the audio contains NaN or infinite samples")
+    return resample(to_mono(wave), int(sample_rate), MODEL_SAMPLE_RATE).contiguous()
+
+
+def num_frames(num_samples: int, fps: float, sample_rate: int = MODEL_SAMPLE_RATE) -> int:
+    return int(round(num_samples / sample_rate * fps))
+
+
+def log_mel(wave16k: torch.Tensor) -> torch.Tensor:
+    """[T] -> [K, 80] log-mel frames at 100 Hz."""
+    mel = _mel(wave16k.device)(wave16k.float())
+    return torch.log(mel + LOG_EPS).T.contiguous()
+
+
+def frame_energy(wave16k: torch.Tensor, fps: float, n: int) -> torch.Tensor:
+    """[n] log RMS of each video frame's own audio span."""
+    sr = MODEL_SAMPLE_RATE
+    edges = torch.round(torch.arange(n + 1, dtype=torch.float64) * sr / fps).long()
+    edges = edges.clamp(0, wave16k.shape[0])
+    csum = torch.cat([wave16k.new_zeros(1, dtype=torch.float64),
+                      torch.cumsum(wave16k.double() ** 2, 0)])
+    count = (edges[1:] - edges[:-1]).clamp_min(1).double()
+    rms = ((csum[edges[1:]] - csum[edges[:-1]]) / count).clamp_min(0).sqrt()
+    return torch.log(rms + 1e-4).float()
+
+
+def energy_envelope(wave16k: torch.Tensor, fps: float, n: int | None = None) -> torch.Tensor:
+    """Linear RMS per video frame (for plots and the lip-sync metric)."""
+    n = num_frames(wave16k.shape[0], fps) if n is None else n
+    return frame_energy(wave16k, fps, n).exp() - 1e-4
+
+
+def audio_features(wave16k: torch.Tensor, fps: float, n: int | None = None) -> torch.Tensor:
+    """Mono 16 kHz [T] -> [N, FEATURE_DIM], N = round(duration * fps) unless given."""
+    if wave16k.dim() != 1:
+        raise ValueError(f"expected mono [T] audio, got shape {tuple(wave16k.shape)}")
+    if not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if wave16k.shape[0] < MIN_SECONDS * MODEL_SAMPLE_RATE:
+        raise SpeechError(f"the audio is {wave16k.shape[0] / MODEL_SAMPLE_RATE:.3f} s long; "
+                          f"at least {MIN_SECONDS} s is needed")
+    n = num_frames(wave16k.shape[0], fps) if n is None else n
+    mel = log_mel(wave16k)                                   # [K, 80]
+    k = mel.shape[0]
+    # Sample instants inside each frame span, in mel-frame units (mel frame j centred at j*HOP).
+    offs = (torch.arange(SUB_STEPS, dtype=torch.float64) + 0.5) / SUB_STEPS
+    t = (torch.arange(n, dtype=torch.float64)[:, None] + offs[None]) / fps      # seconds [n, S]
+    pos = (t * MODEL_SAMPLE_RATE / HOP).clamp(0, k - 1)
+    lo = pos.floor().long().clamp(0, k - 1)
+    hi = (lo + 1).clamp(max=k - 1)
+    w = (pos - lo.double()).float()[..., None]
+    sub = mel[lo] * (1 - w) + mel[hi] * w                     # [n, S, 80]
+    energy = frame_energy(wave16k, fps, n)[:, None]
+    return torch.cat([sub.reshape(n, -1), energy], dim=1)

@@ -1,0 +1,1 @@
+"""Editing: region inpainting (re-dub a video with new speech)."""

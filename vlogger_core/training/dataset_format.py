@@ -1,0 +1,101 @@
+"""The prepared-dataset format (vlogger-dataset-v1): plain files both trainers read.
+
+    ROOT/dataset.json                 format, fps, sample_rate, body, expression_set, frame_size,
+                                      clips, kept, dropped (with reasons), sources, notes
+    ROOT/clips/<name>/audio.wav       16 kHz mono PCM16, frames / fps seconds (absent: silent)
+    ROOT/clips/<name>/motion.npz      Motion.save_npz: residuals relative to reference_pose
+    ROOT/clips/<name>/fit.npz         betas, reference_pose [55,3,3], global_orient / transl [N,3],
+                                      fov_diag_deg, width, height (fit frame size),
+                                      landmark_error_px [N], body
+    ROOT/clips/<name>/frames.npz      frames uint8 [N,S,S,3]
+    ROOT/clips/<name>/controls.npz    dense uint8 [N,S,S,3], semantic uint8 [N,S,S] (label ids,
+                                      part_names), warped uint8 [N,S,S,3], reference uint8 [S,S,3],
+                                      reference_index (frame in the clip the warped maps come from)
+
+The motion trainer reads audio.wav + motion.npz of every clip folder (motion_training.load_dataset).
+No pickle anywhere (np.load(allow_pickle=False)); every clip is written to a temporary folder and
+renamed, so an interrupted preparation never leaves a half-written clip.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "vlogger-dataset-v1"
+
+
+def _u8(x) -> np.ndarray:
+    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return x if x.dtype == np.uint8 else (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def write_clip(root, name: str, *, frames, wave, motion, fit: dict, controls, reference_index: int) -> Path:
+    import soundfile as sf
+
+    clips = Path(root) / "clips"
+    clips.mkdir(parents=True, exist_ok=True)
+    tmp, final = clips / f".{name}.partial", clips / name
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    if wave is not None:
+        sf.write(str(tmp / "audio.wav"), np.asarray(wave, np.float32), 16000, subtype="PCM_16")
+    motion.save_npz(str(tmp / "motion.npz"))
+    np.savez(tmp / "fit.npz", **fit)
+    np.savez_compressed(tmp / "frames.npz", frames=_u8(frames))
+    np.savez_compressed(tmp / "controls.npz", dense=_u8(controls.dense), semantic=_u8(controls.semantic),
+                        warped=_u8(controls.warped), reference=_u8(frames[reference_index]),
+                        reference_index=np.int32(reference_index),
+                        part_names=np.array(list(controls.part_names)))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+def write_dataset_json(root, settings, body, sources: list[str], summary: dict,
+                       created_by: str = "vlogger_core.training.dataset_prep") -> Path:
+    d = {"format": FORMAT, "fps": settings.fps, "sample_rate": 16000, "body": body.name,
+         "expression_set": body.expression_set, "frame_size": [settings.frame_size] * 2,
+         "clips": [c["name"] for c in summary["clips"]], "kept": summary["kept"],
+         "dropped": summary["dropped"], "sources": sources, "notes": summary.get("notes", {}),
+         "clip_stats": summary["clips"], "created_by": created_by}
+    p = Path(root) / "dataset.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(d, indent=1))
+    tmp.replace(p)
+    return p
+
+
+def read_dataset(root) -> dict:
+    p = Path(root) / "dataset.json"
+    if not p.exists():
+        raise FileNotFoundError(f"{root} is not a prepared dataset (no dataset.json)")
+    d = json.loads(p.read_text())
+    if d.get("format") != FORMAT:
+        raise ValueError(f"{p} is not a {FORMAT} dataset")
+    return d
+
+
+def list_clips(root) -> list[str]:
+    """The dataset's clip names (dataset.json order) whose folders are complete."""
+    d = read_dataset(root)
+    return [c for c in d["clips"] if (Path(root) / "clips" / c / "motion.npz").exists()]
+
+
+def read_clip(root, name: str) -> dict:
+    """Every array of one clip (frames, controls, fit) plus its motion (Motion) and audio."""
+    from ..motion.params import Motion
+
+    folder = Path(root) / "clips" / name
+    out: dict = {}
+    for f in ("frames", "controls", "fit"):
+        with np.load(folder / f"{f}.npz", allow_pickle=False) as z:
+            out.update({k: z[k] for k in z.files})
+    out["motion"] = Motion.load_npz(str(folder / "motion.npz"))
+    if (folder / "audio.wav").exists():
+        import soundfile as sf
+        out["audio"], _ = sf.read(str(folder / "audio.wav"), dtype="float32")
+    return out
