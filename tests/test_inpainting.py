@@ -145,7 +145,7 @@ def test_needs_a_face(body):
     noise = np.random.default_rng(0).uniform(0, 1, (4, 128, 128, 3)).astype(np.float32)
     with pytest.raises(InpaintError, match="no face") as e:
         list(redub_frames(body, noise, _speaking(4, 24.0), RedubSettings(detector="opencv")))
-    assert e.value.input == "images"
+    assert e.value.arg == "frames"
     with pytest.raises(InpaintError, match="no frames"):
         list(redub_frames(body, noise[:0], _speaking(4, 24.0)))
 
@@ -171,7 +171,7 @@ def test_masked_diffusion_keeps_the_outside(body, video):
     with pytest.raises(InpaintError, match="body parts") as e:
         bad = build_video_model(tiny_pixel_spec(num_parts=3, num_frames=4, size=32))
         list(redub_frames(body, frames[:4], _speaking(4, fps), RedubSettings(), fps, video_model=bad))
-    assert e.value.input == "video_model"
+    assert e.value.arg == "video_model"
 
 
 def test_opencv_fallback_keeps_the_outside(body, video):
