@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlogger_core.audio import speech_io
 from vlogger_core.body.model import load_body
 from vlogger_core.body.reference import fit_reference
+from vlogger_core.media import read_audio
 from vlogger_core.motion.model import load_motion_model
 from vlogger_core.motion.sampling import SampleSettings, sample_motion
 from vlogger_core.paths import EXAMPLES, SHIPPED_MODELS
@@ -30,8 +30,7 @@ def example_photo() -> torch.Tensor:
 
 def example_speech(seconds: float) -> torch.Tensor:
     """The shipped speech (16 kHz mono), repeated with short pauses to `seconds`."""
-    wave, sr = speech_io.read_audio(EXAMPLES / "speech.wav")
-    wave = speech_io.resample(speech_io.to_mono(wave), sr, 16000)
+    wave, _ = read_audio(EXAMPLES / "speech.wav", 16000, mono=True)
     unit = torch.cat([wave, torch.zeros(int(0.4 * 16000))])
     reps = int(np.ceil(seconds * 16000 / unit.shape[0]))
     return unit.repeat(reps)[: int(seconds * 16000)].contiguous()

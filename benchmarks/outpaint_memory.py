@@ -49,7 +49,7 @@ def child(seconds: int) -> dict:
     from vlogger_core.diffusion.model import build_video_model
     from vlogger_core.diffusion.stream import diffusion_frames
     from vlogger_core.diffusion.super_resolution import SuperResolutionModel
-    from vlogger_core.render.video_writer import StreamingMP4Writer
+    from vlogger_core.media import StreamingMP4Writer
 
     torch.manual_seed(0)
     model = build_video_model(tiny_pixel_spec(num_frames=8, size=32)).eval()

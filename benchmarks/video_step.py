@@ -9,7 +9,6 @@ DDIM update (guidance 1; classifier-free guidance doubles both sides alike).
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import torch

@@ -34,8 +34,8 @@ def offload_device():
     return mm.unet_offload_device()
 
 
-def progress_callback(total: int):
-    """A core-style progress(done, total) callback that drives ComfyUI's progress bar."""
+def progress_callback(total: int = 1):
+    """A core-style progress(done, total) callback for ComfyUI's progress bar (the core's totals win)."""
     bar = comfy.utils.ProgressBar(total)
 
     def progress(done: int, total_now: int) -> None:

@@ -8,9 +8,12 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from vlogger_core import media
 from vlogger_core.audio import speech_io, tts
+from vlogger_core.audio.comfy_audio import to_audio
+from vlogger_core.errors import VloggerError
 
-from .common import input_error
+from .common import input_error, node_error
 from .types import Phonemes
 
 
@@ -60,14 +63,10 @@ class TextToSpeech(io.ComfyNode):
         try:
             wave, sr, timeline = tts.synthesize(text, voice, rate, pitch, pitch_range)
         except tts.TTSError as e:
-            name = "voice" if "voice" in str(e) else "text"
-            raise input_error(node, name, str(e), "pick a voice from the list (e.g. en-us)")
-        except RuntimeError as e:
-            raise input_error(node, "text", f"espeak-ng failed: {e}",
-                              "install espeak-ng (apt-get install espeak-ng libespeak-ng1)")
+            raise node_error(node, e, default="text") from None
         if len(wave) < speech_io.MIN_SECONDS * sr:
             raise input_error(node, "text", "produced under 0.2 s of speech", "say at least a word")
-        return io.NodeOutput(speech_io.audio_dict(torch.from_numpy(wave), sr), timeline)
+        return io.NodeOutput(to_audio(torch.from_numpy(wave), sr), timeline)
 
 
 class LoadSpeech(io.ComfyNode):
@@ -117,12 +116,11 @@ class LoadSpeech(io.ComfyNode):
         node = "VLOGGER_LoadSpeech"
         path = folder_paths.get_annotated_filepath(audio)
         try:
-            wave, sr = speech_io.read_audio(path)
+            wave, sr = media.read_audio(path)
             wave = speech_io.prepare_speech(wave, sr, sample_rate, trim_silence, silence_db, normalize)
-        except speech_io.SpeechError as e:
-            raise input_error(node, "audio", str(e), "use a speech recording of at least 0.2 s "
-                              "that plays in a media player")
-        return io.NodeOutput(speech_io.audio_dict(wave, sample_rate))
+        except VloggerError as e:   # media.MediaError (the file) or speech_io.SpeechError (its samples)
+            raise node_error(node, e, {"path": "audio", "wave": "audio"}) from None
+        return io.NodeOutput(to_audio(wave, sample_rate))
 
 
 NODES = [TextToSpeech, LoadSpeech]

@@ -8,17 +8,12 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
+from vlogger_core.body.fit import FitInputError
 from vlogger_core.body.model import DEFAULT_BODY, BodyFileError, list_bodies, load_body
-from vlogger_core.body.reference import (
-    DETECTORS,
-    FitInputError,
-    FitOverrides,
-    draw_fit_overlay,
-    fit_editor_data,
-    fit_reference,
-)
+from vlogger_core.body.overlay import draw_fit_overlay, fit_editor_data
+from vlogger_core.body.reference import DETECTORS, FitOverrides, fit_reference
 
-from .common import device, input_error, interrupt_check
+from .common import device, interrupt_check, node_error
 from .types import Body, Fit
 
 FOLDER = "vlogger_body"
@@ -65,9 +60,9 @@ class BodyModelLoader(io.ComfyNode):
             with torch.inference_mode(False):
                 return io.NodeOutput(load_body(body, device(), body_dirs()))
         except BodyFileError as e:
-            raise input_error("VLOGGER_BodyModelLoader", "body", str(e),
-                              "pick 'anny_smplx' or replace the file with a valid SMPL-X .npz "
-                              "(v_template, f, shapedirs, posedirs, J_regressor, weights, ...)")
+            raise node_error("VLOGGER_BodyModelLoader", e, default="body",
+                             fix="pick 'anny_smplx' or replace the file with a valid SMPL-X .npz "
+                                 "(v_template, f, shapedirs, posedirs, J_regressor, weights, ...)") from None
 
 
 class FitReference(io.ComfyNode):
@@ -80,9 +75,9 @@ class FitReference(io.ComfyNode):
             description=(
                 "Fits the body to the reference photo: camera (diagonal field of view), body "
                 "shape, orientation and position, upper-body pose and face expression, so the "
-                "rendered body lines up with the person. 'auto' uses mediapipe's face, pose and "
-                "hand landmarks when installed, else OpenCV's face detector, else a centred "
-                "default. The overlay shows the fitted mesh over the photo (green dots: the "
+                "rendered body lines up with the person. 'auto' uses face, pose and hand "
+                "landmarks (mediapipe's models, shipped with the pack), else OpenCV's face "
+                "detector, else a centred default. The overlay shows the fitted mesh over the photo (green dots: the "
                 "body's landmarks, red: detected ones); fix a bad fit with the override inputs, "
                 "or after a run in the node's editor: drag the outline to move it, wheel or the "
                 "square handle to scale, the round knob to turn; the edit goes into the "
@@ -92,10 +87,12 @@ class FitReference(io.ComfyNode):
                                                 "grayscale are accepted)."),
                 Body.Input("body", tooltip="The body model to fit (VLOGGER_BodyModelLoader)."),
                 io.Combo.Input("detector", options=DETECTORS, default="auto",
-                               tooltip="auto: mediapipe if installed and it finds a face, else "
-                                       "OpenCV, else a centred default. mediapipe: full "
-                                       "landmark fit. opencv: face box only. manual: no "
-                                       "detection, place the body with the overrides."),
+                               tooltip="auto: the landmark fit if it finds a face, else OpenCV, "
+                                       "else a centred default. landmarks: full fit to face, "
+                                       "pose and hand landmarks (mediapipe's models, shipped). "
+                                       "mediapipe: the same from the mediapipe package, if "
+                                       "installed. opencv: face box only. manual: no detection, "
+                                       "place the body with the overrides."),
                 io.Float.Input("scale", default=1.0, min=0.05, max=20.0, step=0.01,
                                tooltip="Artist correction: >1 makes the body bigger in the "
                                        "image (moves it towards the camera), <1 smaller."),
@@ -111,7 +108,7 @@ class FitReference(io.ComfyNode):
                 io.Float.Input("fov", default=0.0, min=0.0, max=150.0, step=0.5,
                                tooltip="Diagonal field of view of the photo's camera in "
                                        "degrees; 0 = automatic: estimated from perspective "
-                                       "(face vs shoulders) with mediapipe, else 45 (a typical "
+                                       "(face vs shoulders) with landmarks, else 45 (a typical "
                                        "portrait lens)."),
             ],
             outputs=[Fit.Output("fit", tooltip="The reference fit (camera, shape, pose, "
@@ -123,26 +120,13 @@ class FitReference(io.ComfyNode):
     @classmethod
     def execute(cls, image, body, detector, scale, offset_x, offset_y, rotation,
                 fov) -> io.NodeOutput:
-        node = "VLOGGER_FitReference"
-        if image.ndim == 4 and image.shape[0] > 1:
-            raise input_error(node, "image", f"got a batch of {image.shape[0]} images",
-                              "connect one photo (use ImageFromBatch to pick one)")
-        if fov and fov < 5.0:
-            raise input_error(node, "fov", f"{fov} degrees is too narrow",
-                              "use 0 (automatic) or a value between 5 and 150")
         interrupt_check()
         ov = FitOverrides(scale, offset_x, offset_y, rotation, fov)
         try:
-            photo = image[0] if image.ndim == 4 else image
             with torch.inference_mode(False), torch.enable_grad():  # the fit is an optimisation
-                fit = fit_reference(photo.clone(), body, detector, ov, device())
-        except FitInputError as e:
-            which = "detector" if "found no face" in str(e) or "not installed" in str(e) \
-                else "image"
-            fix = ("try detector 'opencv' or 'manual' and place the body with scale/offset"
-                   if which == "detector" else "connect an RGB photo of a person, at least "
-                                               "64x64 pixels")
-            raise input_error(node, which, str(e), fix)
+                fit = fit_reference(image.clone(), body, detector, ov, device())
+        except FitInputError as e:      # its arg is this node's input of the same name
+            raise node_error("VLOGGER_FitReference", e, default="image") from None
         overlay = draw_fit_overlay(fit, body)[None].clamp(0, 1).to(torch.float32)
         return io.NodeOutput(fit, overlay, ui={**ui.PreviewImage(overlay, cls=cls).as_dict(),
                                                "vlogger_fit": [fit_editor_data(fit, body)]})

@@ -11,6 +11,7 @@ import folder_paths
 import torch
 from comfy_api.latest import InputImpl, io, ui
 
+from vlogger_core.errors import VloggerError
 from vlogger_core.motion.model import load_motion_model
 from vlogger_core.training.dataset_prep import (
     DatasetError,
@@ -19,10 +20,11 @@ from vlogger_core.training.dataset_prep import (
     prepare_dataset,
 )
 from vlogger_core.training.motion import TrainConfig, train
+from vlogger_core.training.trainer import LOG, PLOT, export
 
-from .common import device, input_error, interrupt_check, progress_callback
+from .common import device, input_error, interrupt_check, node_error, progress_callback
 from .nodes_motion import DEFAULT_NAME, FOLDER, SHIPPED, _model_names
-from .nodes_output import audio_mono
+from .nodes_output import audio_input
 from .types import Body, MotionModel
 
 
@@ -31,11 +33,11 @@ def _footage(video, images, audio, images_fps: float, fps: float, node: str):
     ComfyUI VIDEO, decoded from its own file when it has one (the container's timestamps, so
     variable frame rate is detected), or from its frames, rate and audio (Create Video)."""
     if images is not None:
-        wave, rate = audio_mono(audio, node)
+        wave, rate = audio_input(node, audio)
         try:
             return footage_from_arrays("images", images, wave, rate, images_fps, fps)
         except DatasetError as e:
-            raise input_error(node, "images", str(e), "connect a batch of video frames (IMAGE)")
+            raise node_error(node, e, {"frames": "images"}, default="images") from None
     if video is None:
         raise input_error(node, "video", "nothing is connected (neither 'video' nor 'images')",
                           "connect Load Video, or an IMAGE batch (+ AUDIO) of the footage")
@@ -49,11 +51,11 @@ def _footage(video, images, audio, images_fps: float, fps: float, node: str):
         c = video.get_components()
     except Exception as e:
         raise input_error(node, "video", f"cannot be decoded ({e})", "load a readable video file")
-    wave, rate = audio_mono(c.audio, node)
+    wave, rate = audio_input(node, c.audio, "video")
     try:
         return footage_from_arrays("video", c.images, wave, rate, float(c.frame_rate), fps)
     except DatasetError as e:
-        raise input_error(node, "video", str(e), "give frames as an IMAGE batch [T,H,W,3]")
+        raise node_error(node, e, {"frames": "video"}, default="video") from None
 
 
 def _safe_name(name: str) -> str:
@@ -137,26 +139,10 @@ class PrepareDataset(io.ComfyNode):
             with torch.inference_mode(False), torch.enable_grad():
                 summary = prepare_dataset([source], out, body, settings, device(),
                                           progress_callback(1), interrupt_check, log=lambda *a: None)
-        except DatasetError as e:
-            msg, which = str(e), ("images" if images is not None else "video")
-            if "mediapipe" in msg:
-                fix = "install the optional extra: pip install mediapipe==0.10.21, then restart ComfyUI"
-            elif "no audio" in msg:
-                if images is not None:
-                    which = "audio"
-                    fix = "connect the footage's speech to 'audio', or set allow_silent (video training only)"
-                else:
-                    fix = "use footage with its speech track, or set allow_silent (video training only)"
-            elif "no person" in msg:
-                fix = "use footage of one person facing the camera, face visible"
-            elif msg.startswith("no usable clip"):
-                fix = ("use longer footage with the face visible, or relax max_missing / max_error_px / "
-                       "max_jitter_px / require_hands, or lower clip_frames")
-            elif "Cut it into shorter" in msg:
-                fix = "cut the footage into shorter videos and prepare each (or lower frame_size)"
-            else:
-                fix = "use a readable video of one person facing the camera, with speech"
-            raise input_error(node, which, msg, fix)
+        except DatasetError as e:     # the footage is 'images' (+ its 'audio') or 'video'
+            which = "images" if images is not None else "video"
+            raise node_error(node, e, {"sources": which, "audio": "audio" if images is not None else which},
+                             default=which) from None
         text = json.dumps({k: summary[k] for k in ("kept", "dropped", "frames", "notes")}, indent=1)
         cuts = sum(len(n.get("shot_cuts", [])) for n in summary["notes"].values())
         extra = (f", {cuts} shot cut(s)" if cuts else "") + (
@@ -209,32 +195,22 @@ class TrainMotion(io.ComfyNode):
         out_dir = Path(folder_paths.get_folder_paths(FOLDER)[0])
         name = _safe_name(output_name)
         work = Path(folder_paths.get_temp_directory()) / "vlogger_train" / f"{name}_{int(time.time())}"
-        bar = progress_callback(steps)
-
-        def log(msg):
-            interrupt_check()
-            try:
-                bar.update_absolute(json.loads(msg)["step"], steps)
-            except Exception:
-                pass
-
         cfg = TrainConfig(data=dataset, out=str(work), steps=steps, batch_size=batch_size, lr=lr,
                           warmup=min(20, steps // 5), seed=seed, log_every=max(1, min(10, steps // 10)),
-                          ckpt_every=10**9, init=base, min_frames=16)
+                          ckpt_every=0, init=base, min_frames=16)
         try:
             with torch.inference_mode(False), torch.enable_grad():
-                final = train(cfg, log=log)
-        except FileNotFoundError as e:
-            raise input_error(node, "dataset", str(e), "prepare the dataset first")
+                final = train(cfg, log=lambda msg: print(f"[{node}] {msg}"), progress=progress_callback(steps),
+                              interrupt=interrupt_check)
+        except VloggerError as e:
+            raise node_error(node, e, {"data": "dataset", "init": "base_model"}) from None
         out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / f"{name}.safetensors"
-        os.replace(final, target)
-        for f in ("loss_log.jsonl", "loss_plot.png"):
-            if (work / f).exists():
-                os.replace(work / f, out_dir / f"{name}_{f}")
+        target = export(final, out_dir / f"{name}.safetensors")
+        for f in (LOG, PLOT):
+            export(work / f, out_dir / f"{name}_{f}")
         import numpy as np
         from PIL import Image
-        plot = torch.from_numpy(np.asarray(Image.open(out_dir / f"{name}_loss_plot.png").convert("RGB"),
+        plot = torch.from_numpy(np.asarray(Image.open(out_dir / f"{name}_{PLOT}").convert("RGB"),
                                            np.float32) / 255.0)[None]
         model = load_motion_model(str(target), device())
         return io.NodeOutput(model, str(target), plot, ui=ui.PreviewImage(plot, cls=cls))

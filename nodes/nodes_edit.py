@@ -7,10 +7,13 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from vlogger_core.edit.redub import REGIONS, InpaintError, RedubSettings, redub_frames
+from vlogger_core.body.track import VIDEO_DETECTORS
+from vlogger_core.edit.redub import REGIONS, RedubSettings, redub_frames
+from vlogger_core.errors import VloggerError
 from vlogger_core.motion.params import Motion
 
 from .common import device, input_error, node_error, interrupt_check, progress_callback
+from .nodes_output import audio_input
 from .types import Body, VideoModel
 from .types import Motion as MotionType
 
@@ -49,14 +52,8 @@ def _check_speech(speech, motion: Motion) -> None:
     if speech is None:
         raise input_error(NODE, "speech", "no speech is connected",
                           "connect the NEW speech (the audio the motion was sampled from)")
-    try:
-        wave, sr = speech["waveform"], int(speech["sample_rate"])
-    except (KeyError, TypeError):
-        raise input_error(NODE, "speech", "is not a ComfyUI AUDIO value",
-                          "connect VLOGGER_TextToSpeech / VLOGGER_LoadSpeech / Load Audio")
+    wave, sr = audio_input(NODE, speech, "speech")
     seconds = wave.shape[-1] / sr
-    if wave.numel() == 0 or seconds <= 0:
-        raise input_error(NODE, "speech", "is empty", "connect speech that has sound")
     if abs(seconds - motion.duration) > max(0.25, 0.05 * seconds):
         raise input_error(NODE, "motion", f"lasts {motion.duration:.2f} s but the speech lasts {seconds:.2f} s",
                           "sample the motion from this same speech (VLOGGER_MotionSampler)")
@@ -72,7 +69,7 @@ class RegionInpaint(io.ComfyNode):
             description=(
                 "Re-dubs an existing video of a person with new speech: only the chosen region "
                 "(mouth, eyes or face) is regenerated, every other pixel is the original's, bit for "
-                "bit. The body is fitted to the video (mediapipe: one frame fitted, then tracked per "
+                "bit. The body is fitted to the video (landmarks: one frame fitted, then tracked per "
                 "frame; OpenCV: first frame + face-box tracking), each frame keeps its own head and "
                 "body pose and takes the new motion's mouth (or eyes), and is re-rendered from "
                 "ITSELF (identity, lighting and background match) by the default renderer, or by "
@@ -97,10 +94,12 @@ class RegionInpaint(io.ComfyNode):
                 io.Int.Input("feather", default=4, min=0, max=64,
                              tooltip="Width in pixels of the soft edge outside the grown region; beyond "
                                      "it the original pixels are kept exactly."),
-                io.Combo.Input("detector", options=["auto", "mediapipe", "opencv"], default="auto",
-                               tooltip="Face landmarks for the fit: mediapipe when installed (per-frame "
-                                       "tracking of head, jaw and expression), else OpenCV's face box "
-                                       "(first frame only, 2D tracking: dilate more)."),
+                io.Combo.Input("detector", options=VIDEO_DETECTORS, default="auto",
+                               tooltip="Face landmarks for the fit. auto: landmarks (mediapipe's models, "
+                                       "shipped; per-frame tracking of head, jaw and expression), else "
+                                       "OpenCV. mediapipe: the same from the mediapipe package, if "
+                                       "installed. opencv: the face box (first frame only, 2D "
+                                       "tracking: dilate more)."),
                 io.Video.Input("video", optional=True,
                                tooltip="The original video as a VIDEO (Load Video), instead of 'images'; "
                                        "its frame rate is used."),
@@ -145,7 +144,7 @@ class RegionInpaint(io.ComfyNode):
                                          log=lambda msg: log.info("%s: %s", NODE, msg)):
                     outs.append(torch.from_numpy(f))
                     masks.append(torch.from_numpy(m))
-        except InpaintError as e:
+        except VloggerError as e:       # InpaintError, or the body/motion check's
             raise node_error(NODE, e, {"frames": "video" if images is None else "images"}) from None
         return io.NodeOutput(torch.cat(outs), torch.cat(masks), speech)
 

@@ -4,37 +4,33 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
+from vlogger_core.errors import VloggerError
+from vlogger_core.render.controls import check_body_inputs
 from vlogger_core.render.talking_video import (
     TalkingVideoRenderer,
     output_size,
     write_talking_video,
 )
 
-from .common import device, input_error, interrupt_check, progress_callback
-from .nodes_output import audio_mono, output_path
+from .common import device, input_error, interrupt_check, node_error, progress_callback
+from .nodes_output import audio_input, output_path
 from .types import Body, Fit, Motion
 
 RESOLUTIONS = ["256", "512", "photo"]
 RES_TOOLTIP = ("Output size: 256x256, 512x512, or 'photo' (the photo's aspect, long side 512, "
                "rounded to multiples of 8).")
 MAX_BATCH_FRAMES = 20000  # an IMAGE batch this long at 512 is ~60 GB: use the streaming node
+RENDER_INPUTS = lambda: [  # noqa: E731
+    Body.Input("body", tooltip="The body model the fit and motion were made for."),
+    Fit.Input("fit", tooltip="The reference fit of the photo (VLOGGER_FitReference)."),
+    Motion.Input("motion", tooltip="The motion to render (VLOGGER_MotionSampler)."),
+]
 
 
-def _check_pair(node_id: str, body, fit, motion) -> None:
-    if getattr(fit, "body_name", body.name) != body.name:
-        raise input_error(node_id, "fit", f"was fitted with body '{fit.body_name}', not '{body.name}'",
-                          "connect the same VLOGGER_BodyModelLoader to the fit and to this node")
-    if motion is not None and motion.expression_set != body.expression_set:
-        raise input_error(node_id, "motion", f"drives the '{motion.expression_set}' expression set but "
-                          f"the body uses '{body.expression_set}'",
-                          "use a motion model trained for this body, or load the matching body")
-
-
-def _renderer(node_id: str, body, fit, resolution: str) -> TalkingVideoRenderer:
-    if resolution not in RESOLUTIONS:
-        raise input_error(node_id, "resolution", f"'{resolution}' is not offered", "pick 256, 512 or photo")
-    w, h = output_size(fit, resolution)
-    return TalkingVideoRenderer(body, fit, w, h, device())
+def _renderer(body, fit, motion, resolution: str) -> TalkingVideoRenderer:
+    """The renderer, once the fit and the motion are known to be made for this body."""
+    check_body_inputs(body, fit, motion)
+    return TalkingVideoRenderer(body, fit, *output_size(fit, resolution), device())
 
 
 class RenderFrames(io.ComfyNode):
@@ -52,9 +48,7 @@ class RenderFrames(io.ComfyNode):
                 "VLOGGER_SaveVideo, VideoHelperSuite or any upscaler. For long audio use "
                 "VLOGGER_TalkingVideo, which streams to MP4 with flat memory."),
             inputs=[
-                Body.Input("body", tooltip="The body model the fit and motion were made for."),
-                Fit.Input("fit", tooltip="The reference fit of the photo (VLOGGER_FitReference)."),
-                Motion.Input("motion", tooltip="The motion to render (VLOGGER_MotionSampler)."),
+                *RENDER_INPUTS(),
                 io.Combo.Input("resolution", options=RESOLUTIONS, default="256", tooltip=RES_TOOLTIP),
                 io.Int.Input("start_frame", default=0, min=0, max=10_000_000,
                              tooltip="First frame of the motion to render."),
@@ -68,24 +62,16 @@ class RenderFrames(io.ComfyNode):
     @classmethod
     def execute(cls, body, fit, motion, resolution, start_frame, max_frames) -> io.NodeOutput:
         node = "VLOGGER_RenderFrames"
-        _check_pair(node, body, fit, motion)
-        n = motion.num_frames
-        if start_frame >= n:
-            raise input_error(node, "start_frame", f"{start_frame} is past the motion's {n} frames",
-                              f"use a start_frame below {n}")
-        stop = n if max_frames == 0 else min(n, start_frame + max_frames)
+        stop = motion.num_frames if max_frames == 0 else min(motion.num_frames, start_frame + max_frames)
         if stop - start_frame > MAX_BATCH_FRAMES:
             raise input_error(node, "max_frames", f"{stop - start_frame} frames would not fit in memory "
                               "as one IMAGE batch", "render in parts or use VLOGGER_TalkingVideo")
-        r = _renderer(node, body, fit, resolution)
-        progress = progress_callback(stop - start_frame)
-        chunks = []
-        for s in range(start_frame, stop, 48):
-            interrupt_check()
-            e = min(stop, s + 48)
-            chunks.append(torch.from_numpy(r.render(motion, s, e)))
-            progress(e - start_frame, stop - start_frame)
-        return io.NodeOutput(torch.cat(chunks), float(motion.fps))
+        try:
+            r = _renderer(body, fit, motion, resolution)
+            frames = r.render_range(motion, start_frame, stop, progress=progress_callback(), interrupt=interrupt_check)
+        except VloggerError as e:
+            raise node_error(node, e, {"start": "start_frame"}) from None
+        return io.NodeOutput(torch.from_numpy(frames), float(motion.fps))
 
 
 class TalkingVideo(io.ComfyNode):
@@ -101,9 +87,7 @@ class TalkingVideo(io.ComfyNode):
                 "does). Same frames as VLOGGER_RenderFrames. The file is written under a "
                 "temporary name and renamed when complete; Cancel leaves no partial file."),
             inputs=[
-                Body.Input("body", tooltip="The body model the fit and motion were made for."),
-                Fit.Input("fit", tooltip="The reference fit of the photo (VLOGGER_FitReference)."),
-                Motion.Input("motion", tooltip="The motion to render (VLOGGER_MotionSampler)."),
+                *RENDER_INPUTS(),
                 io.Audio.Input("audio", tooltip="The speech the motion was made from; muxed into the MP4."),
                 io.Combo.Input("resolution", options=RESOLUTIONS, default="256", tooltip=RES_TOOLTIP),
                 io.Int.Input("window", default=48, min=8, max=480,
@@ -118,12 +102,13 @@ class TalkingVideo(io.ComfyNode):
     @classmethod
     def execute(cls, body, fit, motion, audio, resolution, window, filename_prefix) -> io.NodeOutput:
         node = "VLOGGER_TalkingVideo"
-        _check_pair(node, body, fit, motion)
-        wave, sr = audio_mono(audio, node)
-        r = _renderer(node, body, fit, resolution)
-        path, file, subfolder = output_path(node, filename_prefix, r.width, r.height)
-        write_talking_video(path, r, motion, wave, sr, window,
-                            progress_callback(motion.num_frames), interrupt_check)
+        wave, sr = audio_input(node, audio)
+        try:
+            r = _renderer(body, fit, motion, resolution)
+            path, file, subfolder = output_path(node, filename_prefix, r.width, r.height)
+            write_talking_video(path, r, motion, wave, sr, window, progress_callback(), interrupt_check)
+        except VloggerError as e:
+            raise node_error(node, e) from None
         return io.NodeOutput(path, ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
 
 

@@ -1,7 +1,6 @@
 """Stage 1 nodes: load the motion diffusion model, sample motion from speech, preview, save/load."""
 from __future__ import annotations
 
-import math
 import os
 
 import folder_paths
@@ -10,13 +9,16 @@ from comfy_api.latest import io, ui
 
 from vlogger_core.audio import speech_io
 from vlogger_core.audio.features import MIN_SECONDS, energy_envelope, prepare_audio
+from vlogger_core.errors import VloggerError
+from vlogger_core.files import atomic_write
+from vlogger_core.media import write_wav
 from vlogger_core.motion.model import load_motion_model
 from vlogger_core.motion.params import Motion
 from vlogger_core.motion.plot import motion_timeline, plot_motion
 from vlogger_core.motion.sampling import MAX_FPS, MIN_FPS, SampleSettings, sample_motion
 from vlogger_core.paths import SHIPPED_MODELS
 
-from .common import device, input_error, interrupt_check, progress_callback
+from .common import device, input_error, interrupt_check, node_error, progress_callback
 from .types import Motion as MotionType
 from .types import MotionModel
 
@@ -31,18 +33,13 @@ def timeline_ui(motion: Motion, wave: torch.Tensor | None) -> dict:
     speech as a temp WAV the browser can play."""
     import uuid
 
-    import soundfile as sf
-
     data = motion_timeline(motion, wave, speech_io.MODEL_SAMPLE_RATE)
     if wave is not None and wave.numel():
         sub = "vlogger"
         folder = os.path.join(folder_paths.get_temp_directory(), sub)
         os.makedirs(folder, exist_ok=True)
         name = f"motion_speech_{uuid.uuid4().hex[:10]}.wav"
-        path = os.path.join(folder, name)
-        sf.write(path + ".part", wave.detach().float().reshape(-1).cpu().numpy(),   # whole or none
-                 speech_io.MODEL_SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        os.replace(path + ".part", path)
+        write_wav(os.path.join(folder, name), wave.reshape(-1), speech_io.MODEL_SAMPLE_RATE)
         data["audio"] = {"filename": name, "subfolder": sub, "type": "temp"}
     return {"vlogger_motion": [data]}
 
@@ -93,9 +90,8 @@ class MotionModelLoader(io.ComfyNode):
             try:
                 _CACHE.clear()
                 _CACHE[key] = load_motion_model(path, device())
-            except Exception as e:
-                raise input_error(node, "model", f"cannot load {os.path.basename(path)}: {e}",
-                                  "use a file written by scripts/train_motion.py")
+            except VloggerError as e:
+                raise node_error(node, e, {"path": "model"}) from None
         return io.NodeOutput(_CACHE[key])
 
 
@@ -147,17 +143,10 @@ class MotionSampler(io.ComfyNode):
                 head_motion, gesture_amount, window_frames=256, context_frames=32,
                 sampler="ddim", add_blinks=True) -> io.NodeOutput:
         node = "VLOGGER_MotionSampler"
-        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
-            raise input_error(node, "fps", f"{fps} is out of range", f"use {MIN_FPS:g}-{MAX_FPS:g} (24, 25 or 30 are usual)")
-        if context_frames >= window_frames:
-            raise input_error(node, "context_frames", f"{context_frames} is not smaller than window_frames={window_frames}",
-                              "use a context of about an eighth of the window (e.g. 32 of 256)")
         try:
             wave = prepare_audio(audio)
         except speech_io.SpeechError as e:
-            raise input_error(node, "audio", str(e), "connect a clean speech recording")
-        except (KeyError, TypeError, ValueError) as e:
-            raise input_error(node, "audio", f"is not a usable AUDIO value ({e})", "connect an AUDIO output")
+            raise node_error(node, e) from None
         if wave.shape[0] < MIN_SECONDS * speech_io.MODEL_SAMPLE_RATE:
             raise input_error(node, "audio", f"is only {wave.shape[0] / speech_io.MODEL_SAMPLE_RATE:.3f} s long",
                               f"use at least {MIN_SECONDS} s of speech")
@@ -165,11 +154,11 @@ class MotionSampler(io.ComfyNode):
                                   context=context_frames, expression_intensity=expression_intensity,
                                   head_motion=head_motion, gesture_amount=gesture_amount, sampler=sampler,
                                   add_blinks=add_blinks)
-        mfps = motion_model.config.fps
-        n_model = max(1, round(wave.shape[0] / speech_io.MODEL_SAMPLE_RATE * mfps))
-        windows = 1 + max(0, math.ceil((n_model - window_frames) / (window_frames - context_frames)))
-        motion = sample_motion(motion_model, wave, float(fps), settings, device(),
-                               progress_callback(windows * steps), interrupt_check)
+        try:
+            motion = sample_motion(motion_model, wave, float(fps), settings, device(), progress_callback(),
+                                   interrupt_check)
+        except VloggerError as e:
+            raise node_error(node, e, {"context": "context_frames", "window": "window_frames"}) from None
         return io.NodeOutput(motion, ui=timeline_ui(motion, wave))
 
 
@@ -201,9 +190,9 @@ class MotionPreview(io.ComfyNode):
         if audio is not None:
             try:
                 wave = prepare_audio(audio)
-                env = energy_envelope(wave, motion.fps, motion.num_frames).numpy()
             except speech_io.SpeechError as e:
-                raise input_error(node, "audio", str(e), "connect the speech used for the motion, or leave it empty")
+                raise node_error(node, e) from None
+            env = energy_envelope(wave, motion.fps, motion.num_frames).numpy()
         img = plot_motion(motion, env, width, height)
         return io.NodeOutput(img, ui={**ui.PreviewImage(img, cls=cls).as_dict(),
                                       **timeline_ui(motion, wave)})
@@ -238,7 +227,8 @@ class SaveMotion(io.ComfyNode):
         os.makedirs(folder, exist_ok=True)
         file = f"{name}_{counter:05}_.npz"
         path = os.path.join(folder, file)
-        motion.save_npz(path)
+        with atomic_write(path) as tmp:     # a cancel or a full disk leaves no half file
+            motion.save_npz(str(tmp))
         return io.NodeOutput(path, ui=ui.PreviewText(f"saved {os.path.join(subfolder, file)}"))
 
 
@@ -267,9 +257,8 @@ class LoadMotion(io.ComfyNode):
                               "copy a .npz written by VLOGGER Save Motion into ComfyUI's input folder")
         try:
             motion = Motion.load_npz(path)
-        except Exception as e:
-            raise input_error(node, "motion_file", f"cannot read it as a motion: {e}",
-                              "use a file written by VLOGGER Save Motion")
+        except VloggerError as e:
+            raise node_error(node, e, {"path": "motion_file"}) from None
         return io.NodeOutput(motion)
 
 

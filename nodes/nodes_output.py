@@ -7,27 +7,22 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from vlogger_core.render.video_writer import StreamingMP4Writer
+from vlogger_core.audio.comfy_audio import from_audio
+from vlogger_core.audio.speech_io import SpeechError
+from vlogger_core.media import StreamingMP4Writer
 
-from .common import input_error, interrupt_check, progress_callback
+from .common import input_error, interrupt_check, node_error, progress_callback
 
 
-def audio_mono(audio: dict | None, node_id: str) -> tuple[torch.Tensor | None, int | None]:
-    """ComfyUI AUDIO {"waveform": [B,C,T], "sample_rate"} -> (mono [T] float, rate)."""
+def audio_input(node_id: str, audio: dict | None, name: str = "audio") -> tuple[torch.Tensor | None, int | None]:
+    """An optional AUDIO input as (mono wave, rate), (None, None) when not connected; a bad one
+    is reported as this node's input `name`."""
     if audio is None:
         return None, None
     try:
-        wave, sr = audio["waveform"], int(audio["sample_rate"])
-    except (KeyError, TypeError):
-        raise input_error(node_id, "audio", "is not a ComfyUI AUDIO value",
-                          "connect a LoadAudio / VLOGGER_LoadSpeech / VLOGGER_TextToSpeech output")
-    wave = torch.as_tensor(wave, dtype=torch.float32)
-    wave = wave[0] if wave.dim() == 3 else wave
-    wave = wave.mean(0) if wave.dim() == 2 else wave
-    if not torch.isfinite(wave).all():
-        raise input_error(node_id, "audio", "contains NaN or infinite samples",
-                          "re-export the audio file or clean it in an audio editor")
-    return wave, sr
+        return from_audio(audio)
+    except SpeechError as e:
+        raise node_error(node_id, e, {"audio": name}) from None
 
 
 def output_path(node_id: str, prefix: str, width: int, height: int, ext: str = "mp4"):
@@ -87,10 +82,7 @@ class SaveVideo(io.ComfyNode):
             images = torch.nn.functional.pad(images.permute(0, 3, 1, 2), (0, w % 2, 0, h % 2),
                                              mode="replicate").permute(0, 2, 3, 1)
             n, h, w, _ = images.shape
-        wave, sr = audio_mono(audio, node)
-        if wave is not None:
-            want = int(round(n / fps * sr))
-            wave = torch.nn.functional.pad(wave[:want], (0, max(0, want - wave.shape[0])))
+        wave, sr = audio_input(node, audio)
         path, file, subfolder = output_path(node, filename_prefix, w, h)
         progress = progress_callback(n)
         with StreamingMP4Writer(path, fps, w, h, wave, sr, crf=crf) as writer:

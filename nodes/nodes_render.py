@@ -5,9 +5,10 @@ import torch
 from comfy_api.latest import io
 
 from vlogger_core.body.model import PART_NAMES
-from vlogger_core.render.controls import render_motion
+from vlogger_core.errors import VloggerError
+from vlogger_core.render.controls import controls_nbytes, render_motion
 
-from .common import input_error, interrupt_check, progress_callback
+from .common import input_error, interrupt_check, node_error, progress_callback
 from .types import Body, Controls, Fit, Motion
 
 NODE = "VLOGGER_RenderControls"
@@ -89,37 +90,20 @@ class RenderControls(io.ComfyNode):
     @classmethod
     def execute(cls, body, fit, width, height, start_frame, max_frames, mask_part,
                 motion=None) -> io.NodeOutput:
-        if getattr(fit, "body_name", body.name) != body.name:
-            raise input_error(NODE, "fit", f"was fitted with body '{fit.body_name}', not "
-                              f"'{body.name}'", "connect the same VLOGGER_BodyModelLoader to the "
-                              "fit and to this node")
-        if motion is not None and motion.expression_set != body.expression_set:
-            raise input_error(NODE, "motion", f"drives the '{motion.expression_set}' expression "
-                              f"set but the body '{body.name}' uses '{body.expression_set}'",
-                              "generate the motion with a motion model made for this body, or "
-                              "load the body the motion was made for")
-        if motion is None:
-            start, stop = 0, 1
-        else:
-            n = motion.num_frames
-            if start_frame >= n:
-                raise input_error(NODE, "start_frame", f"{start_frame} is past the motion's "
-                                  f"{n} frames", f"use a start_frame below {n}")
-            start = start_frame
-            stop = n if max_frames == 0 else min(n, start + max_frames)
-        # dense, warped, semantic RGB (12 B each), depth + alpha + masks (4 B each), ids, bools
-        need = (stop - start) * width * height * 56
+        n = 1 if motion is None else motion.num_frames
+        start = 0 if motion is None else start_frame
+        stop = n if max_frames == 0 else min(n, start + max_frames)
+        need = controls_nbytes(stop - start, width, height)
         if need > MAX_BYTES:
             raise input_error(NODE, "max_frames", f"{stop - start} frames at {width}x{height} "
                               f"would need about {need / 1e9:.0f} GB", "render fewer frames at "
                               "once (max_frames, start_frame) or a smaller size")
-        photo_long = max(int(fit.image.shape[0]), int(fit.image.shape[1]))
         try:
-            c = render_motion(body, fit, motion, width, height, start, stop, chunk=16,
-                              device="cpu", ref_resolution=min(REF_RASTER_MAX, photo_long),
-                              progress=progress_callback(stop - start), interrupt=interrupt_check)
-        except ValueError as e:
-            raise input_error(NODE, "motion", str(e), "check the motion and body match") from None
+            c = render_motion(body, fit, motion, width, height, start, stop, chunk=16, device="cpu",
+                              ref_resolution=REF_RASTER_MAX, progress=progress_callback(),
+                              interrupt=interrupt_check)
+        except VloggerError as e:
+            raise node_error(NODE, e, {"start": "start_frame"}) from None
         return io.NodeOutput(c.dense, c.semantic_rgb(), c.warped, c, _part_mask(c, mask_part),
                              c.alpha.clone())
 

@@ -11,11 +11,13 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
-from vlogger_core.diffusion.lora import LoraError, save_lora, train_lora
+from vlogger_core.diffusion.lora import read_lora
 from vlogger_core.diffusion.model import VideoDiffusionModel
-from vlogger_core.training.video import TrainingError
+from vlogger_core.errors import VloggerError
+from vlogger_core.training.lora import LoraTrainConfig, train_lora
+from vlogger_core.training.trainer import export
 
-from .common import input_error, interrupt_check, progress_callback
+from .common import input_error, interrupt_check, node_error, progress_callback
 from .nodes_video import LORA_FOLDER
 from .types import VideoModel
 
@@ -85,30 +87,22 @@ class TrainLoRA(io.ComfyNode):
         def log(msg: str) -> None:  # printed at once (the first-step time estimate), shown at the end
             print(f"[{NODE}] {msg}")
             notes.append(msg)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", lora_name).strip("._") or "lora"
+        work = Path(folder_paths.get_temp_directory()) / "vlogger_train" / f"{name}_{int(time.time())}"
+        cfg = LoraTrainConfig(data=dataset, out=str(work), steps=steps, lr=lr, rank=rank, batch_size=batch_size,
+                              seed=seed, include_base=include_base)
         try:
             with torch.inference_mode(False), torch.enable_grad():
                 # a copy (the loader's model stays as it was), made outside inference mode so
                 # its weights are ordinary tensors autograd can use
                 model = copy.deepcopy(video_model)
-                losses = train_lora(model, dataset, steps, lr, rank, batch_size, seed, include_base,
-                                    progress=progress_callback(steps), interrupt=interrupt_check, log=log,
-                                    batch_flag="batch_size")
-        except LoraError as e:
-            if "already has" in str(e):
-                raise input_error(NODE, "video_model", str(e), "set the loader's lora to (none)")
-            raise input_error(NODE, "dataset", str(e), "check the dataset and settings")
-        except TrainingError as e:
-            if "needs about" in str(e):
-                raise input_error(NODE, "batch_size", str(e), "lower batch_size (or use a GPU with more memory)")
-            raise input_error(NODE, "dataset", str(e), "prepare the dataset from this person's footage at the "
-                                                       "model's frame size")
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", lora_name).strip("._") or "lora"
-        out = Path(folder_paths.get_folder_paths(LORA_FOLDER)[0]) / name
-        save_lora(model, out, {"trained_on": str(dataset), "steps": steps, "lr": lr, "seed": seed,
-                               "batch_size": batch_size,
-                               "first_loss": losses[0], "last_loss": losses[-1],
-                               "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-        msg = (f"{notes[0] if notes else ''}\nloss {losses[0]:.4f} (first step) -> {losses[-1]:.4f} (last step); "
+                result = train_lora(model, cfg, log=log, progress=progress_callback(steps), interrupt=interrupt_check)
+        except VloggerError as e:
+            raise node_error(NODE, e, {"model": "video_model", "data": "dataset"}) from None
+        out = export(result, Path(folder_paths.get_folder_paths(LORA_FOLDER)[0]) / name)
+        info = read_lora(out)[0]
+        head = "\n".join(notes[:2])   # the trainer's first lines: parameters and memory, the time estimate
+        msg = (f"{head}\nloss {info['first_loss']:.4f} (first step) -> {info['last_loss']:.4f} (last step); "
                f"saved {out}")
         return io.NodeOutput(model, str(out), ui={"text": [msg]})
 

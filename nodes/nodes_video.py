@@ -12,23 +12,24 @@ from pathlib import Path
 
 import folder_paths
 import torch
-import torch.nn.functional as F
 from comfy_api.latest import io, ui
 
-from vlogger_core.diffusion.model import VideoDiffusionModel
-from vlogger_core.diffusion.outpainting import outpaint
-from vlogger_core.diffusion.sampling import SCHEDULERS, control_layout, sample_clip
-from vlogger_core.diffusion.stream import diffusion_frames
-from vlogger_core.diffusion.super_resolution import (
-    SuperResolutionModel,
-    sr_windows,
-    super_resolve,
+from vlogger_core.diffusion.outpainting import outpaint_video
+from vlogger_core.diffusion.sampling import (
+    SCHEDULERS,
+    check_controls,
+    check_video_model,
+    sample_clip,
+    square_reference,
 )
+from vlogger_core.diffusion.stream import sr_chain, write_diffusion_video
+from vlogger_core.diffusion.super_resolution import SuperResolutionModel, super_resolve
 from vlogger_core.diffusion.weights import load_model
-from vlogger_core.render.video_writer import StreamingMP4Writer
+from vlogger_core.errors import VloggerError
+from vlogger_core.render.controls import control_channels_of
 
-from .common import device, input_error, interrupt_check, progress_callback
-from .nodes_output import audio_mono, output_path
+from .common import device, input_error, interrupt_check, node_error, progress_callback
+from .nodes_output import audio_input, output_path
 from .types import Controls, VideoModel
 
 log = logging.getLogger("VLOGGER")
@@ -76,79 +77,55 @@ def folder_path(name: str) -> Path | None:
     return None
 
 
-def to_bchw(images: torch.Tensor) -> torch.Tensor:
-    return images.permute(0, 3, 1, 2).float()
-
-
 def to_image(frames: torch.Tensor) -> torch.Tensor:
     return frames.permute(0, 2, 3, 1).contiguous().float()
 
 
-def square_reference(node: str, image: torch.Tensor, size: int) -> torch.Tensor:
-    """IMAGE -> [1, 3, size, size]: first image, centre-cropped to a square, resized."""
-    if image.dim() != 4 or image.shape[-1] < 3:
-        raise input_error(node, "reference", f"expected an IMAGE [B,H,W,3], got {tuple(image.shape)}",
-                          "connect a LoadImage output (the photo of the person)")
-    x = to_bchw(image[:1, ..., :3])
-    h, w = x.shape[-2:]
-    s = min(h, w)
-    x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    if s != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.clamp(0, 1)
+# core argument -> this module's input names (the rest are called the same)
+VIDEO_INPUTS = {"model": "video_model", "spec": "video_model", "dense": "dense_maps", "warped": "warped_maps"}
 
 
-def check_video_model(node: str, model) -> VideoDiffusionModel:
-    if not isinstance(model, VideoDiffusionModel):
-        raise input_error(node, "video_model", "is a super-resolution model, not a video model",
-                          "load a video-model folder (config kind 'video') with VLOGGER_VideoModelLoader")
-    return model
+def clip_inputs(controls_tooltip: str) -> list:
+    """The inputs every video node starts with, in this order (UI workflows store widgets by it)."""
+    return [
+        VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
+        io.Image.Input("reference", tooltip="The photo of the person (first image used; centre-cropped to a "
+                                            "square and resized to the model's resolution)."),
+        Controls.Input("controls", optional=True, tooltip=controls_tooltip),
+        io.Image.Input("dense_maps", optional=True,
+                       tooltip="Instead of 'controls': the dense maps C_d as an IMAGE batch (one per frame). "
+                               "Body-part masks are then all zero, which a model trained with them handles worse."),
+        io.Image.Input("warped_maps", optional=True,
+                       tooltip="Instead of 'controls': the warped-reference maps C_w as an IMAGE batch "
+                               "(same frame count and size as dense_maps)."),
+    ]
 
 
-def control_tensor(node: str, model: VideoDiffusionModel, controls):
-    """Validate controls (a Controls set or a channels tensor) against the model; returned as
-    given, so a long video's Controls is sliced per window instead of expanded at once."""
-    s = model.spec
-    try:
-        frames, channels, h, w = control_layout(controls)
-    except ValueError as e:
-        raise input_error(node, "controls", str(e), "connect 'controls' from VLOGGER_RenderControls")
-    want = 3 + s.num_parts + 3
-    if channels != want:
-        raise input_error(node, "controls", f"have {channels} channels ({channels - 6} body parts) but this model "
-                          f"takes {want} (dense 3 + {s.num_parts} body parts + warped 3)",
-                          "render the controls with the body model (part list) the video model was trained with")
-    if (h, w) != (s.image_size, s.image_size):
-        raise input_error(node, "controls", f"are {w}x{h} but this model takes {s.image_size}x{s.image_size}",
-                          f"render the controls at {s.image_size}x{s.image_size}")
-    if frames < 1:
-        raise input_error(node, "controls", "hold no frames", "render at least one frame")
-    return controls if not torch.is_tensor(controls) else controls.float()
+WHOLE_VIDEO_CONTROLS = "Per-frame control maps for the whole video, at the model's resolution."
+OVERLAP_INPUT = lambda: io.Int.Input(  # noqa: E731
+    "overlap", default=4, min=1, max=256,
+    tooltip="Frames each window re-uses from the previous one (1 .. N-1): quality vs run time.")
+GUIDANCE_INPUT = lambda: io.Float.Input(  # noqa: E731
+    "guidance", default=2.0, min=1.0, max=20.0, step=0.1,
+    tooltip="Classifier-free guidance on controls + reference (1 = off, one pass per step; higher follows "
+            "the controls more, costs a second pass).")
 
 
-IMAGE_CONTROL_INPUTS = lambda: [  # noqa: E731
-    io.Image.Input("dense_maps", optional=True,
-                   tooltip="Instead of 'controls': the dense maps C_d as an IMAGE batch (one per frame). "
-                           "Body-part masks are then all zero, which a model trained with them handles worse."),
-    io.Image.Input("warped_maps", optional=True,
-                   tooltip="Instead of 'controls': the warped-reference maps C_w as an IMAGE batch "
-                           "(same frame count and size as dense_maps)."),
-]
-
-
-def gather_controls(node: str, model: VideoDiffusionModel, controls, dense_maps, warped_maps) -> torch.Tensor:
-    """VLOGGER_CONTROLS, or dense + warped IMAGE batches with empty part masks."""
-    if controls is not None:
-        return control_tensor(node, model, controls)
-    if dense_maps is None or warped_maps is None:
+def video_inputs(node: str, video_model, reference, controls, dense_maps, warped_maps):
+    """(model, reference [1,3,S,S], controls) for the core: VLOGGER_CONTROLS as given (a long
+    video's set is sliced per window, never expanded at once), or dense + warped IMAGE batches
+    with empty part masks; all checked against the model."""
+    if controls is None and (dense_maps is None or warped_maps is None):
         raise input_error(node, "controls", "no control maps are connected",
                           "connect 'controls' from the control-map node, or both 'dense_maps' and 'warped_maps'")
-    if dense_maps.shape != warped_maps.shape:
-        raise input_error(node, "warped_maps", f"shape {tuple(warped_maps.shape)} differs from dense_maps "
-                          f"{tuple(dense_maps.shape)}", "give both one image per frame at the same size")
-    d, w = to_bchw(dense_maps[..., :3]), to_bchw(warped_maps[..., :3])
-    parts = torch.zeros(d.shape[0], model.spec.num_parts, *d.shape[-2:])
-    return control_tensor(node, model, torch.cat([d, parts, w], 1))
+    try:
+        model = check_video_model(video_model)
+        if controls is None:
+            controls = control_channels_of(dense_maps[..., :3], warped_maps[..., :3], model.spec.num_parts)
+        check_controls(model, controls)
+        return model, square_reference(reference[0], model.spec.image_size), controls
+    except VloggerError as e:
+        raise node_error(node, e, VIDEO_INPUTS) from None
 
 
 SAMPLING_INPUTS = lambda: [  # noqa: E731
@@ -206,9 +183,8 @@ class VideoModelLoader(io.ComfyNode):
                                   "pick an SD 1.x checkpoint from the list")
         try:
             model = load_model(folder, checkpoint=ckpt, device=device())
-        except ValueError as e:
-            name = "checkpoint" if ("checkpoint" in str(e) or "Stable Diffusion" in str(e)) else "model_folder"
-            raise input_error(node, name, str(e), "choose a matching model folder / SD 1.x checkpoint")
+        except VloggerError as e:
+            raise node_error(node, e, {"folder": "model_folder"}, default="model_folder") from None
         model.source_folder = model_folder  # a LoRA trained on it records the folder it was made for
         if lora and lora != NO_LORA:
             from vlogger_core.diffusion.lora import LoraError, apply_lora
@@ -220,7 +196,8 @@ class VideoModelLoader(io.ComfyNode):
             try:
                 apply_lora(model, path, lora_strength)
             except LoraError as e:
-                raise input_error(node, "lora", str(e), "pick a LoRA trained for this model folder")
+                raise node_error(node, e, {"folder": "lora", "strength": "lora_strength"}, default="lora",
+                                 fix="pick a LoRA trained for this model folder") from None
         return io.NodeOutput(model)
 
 
@@ -236,17 +213,10 @@ class VideoSampler(io.ComfyNode):
                 "photo following the control maps, with the temporal diffusion model. For longer videos "
                 "use VLOGGER_Outpaint. Needs trained weights: tiny-random models give noise."),
             inputs=[
-                VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
-                io.Image.Input("reference", tooltip="The photo of the person (first image used; centre-cropped to a "
-                                                     "square and resized to the model's resolution)."),
-                Controls.Input("controls", optional=True,
-                               tooltip="Per-frame control maps (dense, body parts, warped reference) "
-                                       "with exactly N frames at the model's resolution."),
-                *IMAGE_CONTROL_INPUTS(),
+                *clip_inputs("Per-frame control maps (dense, body parts, warped reference) "
+                             "with exactly N frames at the model's resolution."),
                 *SAMPLING_INPUTS(),
-                io.Float.Input("guidance", default=2.0, min=1.0, max=20.0, step=0.1,
-                               tooltip="Classifier-free guidance on controls + reference (1 = off, one pass per "
-                                       "step; higher follows the controls more, costs a second pass)."),
+                GUIDANCE_INPUT(),
             ],
             outputs=[io.Image.Output("frames", tooltip="The N generated frames (IMAGE batch).")],
         )
@@ -255,14 +225,12 @@ class VideoSampler(io.ComfyNode):
     def execute(cls, video_model, reference, steps, seed, scheduler, guidance, controls=None,
                 dense_maps=None, warped_maps=None) -> io.NodeOutput:
         node = "VLOGGER_VideoSampler"
-        model = check_video_model(node, video_model)
-        ctl = gather_controls(node, model, controls, dense_maps, warped_maps)
-        if control_layout(ctl)[0] != model.spec.num_frames:
-            raise input_error(node, "controls", f"hold {control_layout(ctl)[0]} frames but this model makes clips of "
-                              f"{model.spec.num_frames}", "use VLOGGER_Outpaint for other lengths")
-        ref = square_reference(node, reference, model.spec.image_size)
-        frames = sample_clip(model, ref, ctl, steps=steps, seed=seed, scheduler=scheduler, guidance=guidance,
-                             progress=progress_callback(steps), interrupt=interrupt_check)
+        model, ref, ctl = video_inputs(node, video_model, reference, controls, dense_maps, warped_maps)
+        try:
+            frames = sample_clip(model, ref, ctl, steps=steps, seed=seed, scheduler=scheduler, guidance=guidance,
+                                 progress=progress_callback(), interrupt=interrupt_check)
+        except VloggerError as e:
+            raise node_error(node, e, VIDEO_INPUTS) from None
         return io.NodeOutput(to_image(frames))
 
 
@@ -278,17 +246,10 @@ class Outpaint(io.ComfyNode):
                 "frames conditioned on the previous `overlap` frames (temporal outpainting). More overlap "
                 "= smoother joins and slower. Needs trained weights: tiny-random models give noise."),
             inputs=[
-                VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
-                io.Image.Input("reference", tooltip="The photo of the person (first image used; centre-cropped to a "
-                                                     "square and resized to the model's resolution)."),
-                Controls.Input("controls", optional=True,
-                               tooltip="Per-frame control maps for the whole video, at the model's resolution."),
-                *IMAGE_CONTROL_INPUTS(),
-                io.Int.Input("overlap", default=4, min=1, max=256,
-                             tooltip="Frames each window re-uses from the previous one (1 .. N-1): quality vs run time."),
+                *clip_inputs(WHOLE_VIDEO_CONTROLS),
+                OVERLAP_INPUT(),
                 *SAMPLING_INPUTS(),
-                io.Float.Input("guidance", default=2.0, min=1.0, max=20.0, step=0.1,
-                               tooltip="Classifier-free guidance on controls + reference (1 = off)."),
+                GUIDANCE_INPUT(),
             ],
             outputs=[io.Image.Output("frames", tooltip="All generated frames, one per control frame (IMAGE batch).")],
         )
@@ -297,21 +258,13 @@ class Outpaint(io.ComfyNode):
     def execute(cls, video_model, reference, overlap, steps, seed, scheduler, guidance, controls=None,
                 dense_maps=None, warped_maps=None) -> io.NodeOutput:
         node = "VLOGGER_Outpaint"
-        model = check_video_model(node, video_model)
-        ctl = gather_controls(node, model, controls, dense_maps, warped_maps)
-        n = model.spec.num_frames
-        if not 1 <= overlap < n:
-            raise input_error(node, "overlap", f"{overlap} is not between 1 and N-1 = {n - 1} (N = {n} frames "
-                              "per window; each window must make new frames and re-use at least one)",
-                              f"set overlap to a value from 1 to {n - 1} (e.g. {max(1, n // 2)})")
-        ref = square_reference(node, reference, model.spec.image_size)
-        total = control_layout(ctl)[0]
-        windows = 1 if total <= n else 1 + -(-(total - n) // (n - overlap))
-        out = torch.empty(total, model.spec.image_size, model.spec.image_size, 3)
-        for w in outpaint(model, ref, ctl, overlap=overlap, steps=steps, seed=seed, scheduler=scheduler,
-                          guidance=guidance, progress=progress_callback(windows * steps), interrupt=interrupt_check):
-            out[w.new_start:w.new_start + w.frames.shape[0]] = to_image(w.frames)
-        return io.NodeOutput(out)
+        model, ref, ctl = video_inputs(node, video_model, reference, controls, dense_maps, warped_maps)
+        try:
+            frames = outpaint_video(model, ref, ctl, overlap=overlap, steps=steps, seed=seed, scheduler=scheduler,
+                                    guidance=guidance, progress=progress_callback(), interrupt=interrupt_check)
+        except VloggerError as e:
+            raise node_error(node, e, VIDEO_INPUTS) from None
+        return io.NodeOutput(to_image(frames))
 
 
 class SuperResolution(io.ComfyNode):
@@ -344,24 +297,14 @@ class SuperResolution(io.ComfyNode):
     @classmethod
     def execute(cls, sr_model, images, steps, seed, scheduler, tile, tile_overlap, window_overlap=0) -> io.NodeOutput:
         node = "VLOGGER_SuperResolution"
-        if not isinstance(sr_model, SuperResolutionModel):
-            raise input_error(node, "sr_model", "is a video model, not a super-resolution stage",
-                              "load an SR folder (config kind 'super_resolution')")
-        s = sr_model.spec
-        if images.dim() != 4 or tuple(images.shape[1:3]) != (s.in_size, s.in_size):
-            raise input_error(node, "images", f"are {tuple(images.shape[1:3])} but this stage takes "
-                              f"{s.in_size}x{s.in_size}", f"feed {s.in_size}x{s.in_size} frames (the previous stage's output)")
-        if tile and (tile % sr_model.multiple or tile_overlap > tile // 2):
-            raise input_error(node, "tile", f"tile {tile} / overlap {tile_overlap} do not fit this model",
-                              f"use a tile that is a multiple of {sr_model.multiple} and an overlap <= tile/2, or 0")
-        if window_overlap >= s.num_frames:
-            raise input_error(node, "window_overlap", f"{window_overlap} is not below the SR window of "
-                              f"{s.num_frames} frames", f"use 0 .. {s.num_frames - 1}")
-        chunks = sr_windows(images.shape[0], s.num_frames, window_overlap)
-        out = super_resolve(sr_model, to_bchw(images[..., :3]), steps=steps, seed=seed, scheduler=scheduler,
-                            tile=tile, overlap=tile_overlap, chunk_overlap=window_overlap,
-                            progress=progress_callback(chunks * steps), interrupt=interrupt_check,
-                            log=lambda m: log.warning("[%s] %s", node, m))
+        try:
+            out = super_resolve(sr_model, images[..., :3].permute(0, 3, 1, 2).float(), steps=steps, seed=seed,
+                                scheduler=scheduler, tile=tile, overlap=tile_overlap, chunk_overlap=window_overlap,
+                                progress=progress_callback(), interrupt=interrupt_check,
+                                log=lambda m: log.warning("[%s] %s", node, m))
+        except VloggerError as e:
+            raise node_error(node, e, {"model": "sr_model", "spec": "sr_model", "frames": "images",
+                                       "overlap": "tile_overlap", "chunk_overlap": "window_overlap"}) from None
         return io.NodeOutput(to_image(out))
 
 
@@ -380,16 +323,10 @@ class DiffusionVideo(io.ComfyNode):
                 "as it exists, so a long video never sits in memory. Needs trained weights: tiny-random "
                 "models give noise."),
             inputs=[
-                VideoModel.Input("video_model", tooltip="From VLOGGER_VideoModelLoader (a video model)."),
-                io.Image.Input("reference", tooltip="The photo of the person (centre-cropped, resized)."),
-                Controls.Input("controls", optional=True,
-                               tooltip="Per-frame control maps for the whole video, at the model's resolution."),
-                *IMAGE_CONTROL_INPUTS(),
-                io.Int.Input("overlap", default=4, min=1, max=256,
-                             tooltip="Frames each window re-uses from the previous one (1 .. N-1)."),
+                *clip_inputs(WHOLE_VIDEO_CONTROLS),
+                OVERLAP_INPUT(),
                 *SAMPLING_INPUTS(),
-                io.Float.Input("guidance", default=2.0, min=1.0, max=20.0, step=0.1,
-                               tooltip="Classifier-free guidance on controls + reference (1 = off)."),
+                GUIDANCE_INPUT(),
                 VideoModel.Input("sr_stage_1", optional=True, tooltip="Optional first SR stage (e.g. 128 -> 256)."),
                 VideoModel.Input("sr_stage_2", optional=True, tooltip="Optional second SR stage (e.g. 256 -> 512)."),
                 io.Int.Input("sr_steps", default=20, min=1, max=500, optional=True,
@@ -414,46 +351,20 @@ class DiffusionVideo(io.ComfyNode):
                 controls=None, dense_maps=None, warped_maps=None, sr_stage_1=None, sr_stage_2=None,
                 sr_steps=20, sr_tile=0, sr_window_overlap=1, audio=None) -> io.NodeOutput:
         node = "VLOGGER_DiffusionVideo"
-        model = check_video_model(node, video_model)
-        ctl = gather_controls(node, model, controls, dense_maps, warped_maps)
-        n = model.spec.num_frames
-        if not 1 <= overlap < n:
-            raise input_error(node, "overlap", f"{overlap} is not between 1 and N-1 = {n - 1}",
-                              f"set overlap to a value from 1 to {n - 1}")
-        stages, size = [], model.spec.image_size
-        for name, sr in (("sr_stage_1", sr_stage_1), ("sr_stage_2", sr_stage_2)):
-            if sr is None:
-                continue
-            if not isinstance(sr, SuperResolutionModel):
-                raise input_error(node, name, "is a video model, not a super-resolution stage",
-                                  "load an SR folder (config kind 'super_resolution')")
-            if sr.spec.in_size != size:
-                raise input_error(node, name, f"takes {sr.spec.in_size}x{sr.spec.in_size} frames but gets {size}x{size}",
-                                  "connect the stages in order of resolution (128->256 first)")
-            if sr_window_overlap >= sr.spec.num_frames:
-                raise input_error(node, "sr_window_overlap", f"{sr_window_overlap} is not below the SR window of "
-                                  f"{sr.spec.num_frames} frames", f"use 0 .. {sr.spec.num_frames - 1}")
-            if sr_tile and (sr_tile % sr.multiple):
-                raise input_error(node, "sr_tile", f"{sr_tile} is not a multiple of {sr.multiple}",
-                                  f"use a multiple of {sr.multiple} or 0")
-            stages.append(sr)
-            size = sr.spec.out_size
-        ref = square_reference(node, reference, model.spec.image_size)
-        total = control_layout(ctl)[0]
-        wave, sr_rate = audio_mono(audio, node)
-        if wave is not None:
-            want = int(round(total / fps * sr_rate))
-            wave = torch.nn.functional.pad(wave[:want], (0, max(0, want - wave.shape[0])))
-        path, file, subfolder = output_path(node, filename_prefix, size, size)
-        bar = progress_callback(1)
-        with StreamingMP4Writer(path, fps, size, size, wave, sr_rate) as writer:
-            for frames in diffusion_frames(model, ref, ctl, overlap=overlap, steps=steps, seed=seed,
-                                           scheduler=scheduler, guidance=guidance, sr_stages=stages,
-                                           sr_steps=sr_steps, sr_tile=sr_tile, sr_tile_overlap=min(32, sr_tile // 2),
-                                           sr_window_overlap=sr_window_overlap,
-                                           progress=bar, interrupt=interrupt_check,
-                                           log=lambda m: log.warning("[%s] %s", node, m)):
-                writer.write(to_image(frames))
+        inputs = {**VIDEO_INPUTS, "sr_stages[0]": "sr_stage_1", "sr_stages[1]": "sr_stage_2"}
+        model, ref, ctl = video_inputs(node, video_model, reference, controls, dense_maps, warped_maps)
+        wave, sr_rate = audio_input(node, audio)
+        stages, tile_overlap = (sr_stage_1, sr_stage_2), min(32, sr_tile // 2)
+        try:
+            _, size = sr_chain(model.spec.image_size, stages, sr_window_overlap, sr_tile, tile_overlap)
+            path, file, subfolder = output_path(node, filename_prefix, size, size)
+            write_diffusion_video(path, model, ref, ctl, fps=fps, audio=wave, sample_rate=sr_rate, overlap=overlap,
+                                  steps=steps, seed=seed, scheduler=scheduler, guidance=guidance, sr_stages=stages,
+                                  sr_steps=sr_steps, sr_tile=sr_tile, sr_tile_overlap=tile_overlap,
+                                  sr_window_overlap=sr_window_overlap, progress=progress_callback(),
+                                  interrupt=interrupt_check, log=lambda m: log.warning("[%s] %s", node, m))
+        except VloggerError as e:
+            raise node_error(node, e, inputs) from None
         return io.NodeOutput(path, ui=ui.PreviewVideo([ui.SavedResult(file, subfolder, io.FolderType.output)]))
 
 

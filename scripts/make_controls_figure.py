@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from vlogger_core.body.model import load_body  # noqa: E402
-from vlogger_core.body.reference import draw_fit_overlay, fit_reference  # noqa: E402
+from vlogger_core.body.overlay import draw_fit_overlay  # noqa: E402
+from vlogger_core.body.reference import fit_reference  # noqa: E402
 from vlogger_core.motion.params import Motion  # noqa: E402
 from vlogger_core.render.controls import render_motion  # noqa: E402
 from vlogger_core.render.talking_video import TalkingVideoRenderer  # noqa: E402

@@ -20,9 +20,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vlogger_core.audio.speech_io import prepare_speech, read_audio  # noqa: E402
+from vlogger_core.audio.speech_io import prepare_speech  # noqa: E402
 from vlogger_core.body.model import load_body  # noqa: E402
 from vlogger_core.body.reference import fit_reference  # noqa: E402
+from vlogger_core.media import read_audio  # noqa: E402
 from vlogger_core.motion.model import load_motion_model  # noqa: E402
 from vlogger_core.motion.sampling import SampleSettings, sample_motion  # noqa: E402
 from vlogger_core.render.talking_video import TalkingVideoRenderer, write_talking_video  # noqa: E402

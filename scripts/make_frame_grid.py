@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vlogger_core.render.video_writer import read_video  # noqa: E402
+from vlogger_core.media import read_video  # noqa: E402
 
 
 def main() -> None:

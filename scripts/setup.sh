@@ -71,7 +71,7 @@ if [ "$(cat "$VENV/.vlogger-req" 2>/dev/null)" != "$req_hash" ]; then
   grep -vE "^(torch|torchvision|torchaudio)\b" "$COMFY/requirements.txt" > "$VENV/comfy-req.txt"
   "$VENV/bin/pip" install -q -r "$VENV/comfy-req.txt" requests -r requirements.txt -r requirements-test.txt \
     2>&1 | grep -v "^WARNING: Location" || true
-  "$PY" -c "import torch, diffusers, smplx, av, numba, cv2, mediapipe, playwright" || { log "import check failed"; exit 1; }
+  "$PY" -c "import torch, diffusers, smplx, av, numba, cv2, ai_edge_litert.interpreter, mediapipe, playwright" || { log "import check failed"; exit 1; }
   echo "$req_hash" > "$VENV/.vlogger-req"
 fi
 

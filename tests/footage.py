@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vlogger_core.render.video_writer import StreamingMP4Writer
+from vlogger_core.media import StreamingMP4Writer
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float = 24.0, audio=None) -> Path:

@@ -51,6 +51,10 @@ def test_no_person_is_a_clear_error(comfy):
     assert "[VLOGGER_FitReference] input 'detector'" in str(res.error)
     res = comfy.run(_fit_prompt("blank_wall.png", "auto"))        # documented fallback
     assert res.error is None, res.error
+    p = _fit_prompt("astronaut.png", "manual")
+    p["3"]["inputs"]["fov"] = 3.0                                  # the core names the input at fault
+    res = comfy.run(p)
+    assert "[VLOGGER_FitReference] input 'fov'" in str(res.error) and "Fix:" in str(res.error), res.error
 
 
 def test_corrupt_and_mismatched_user_body_files(comfy):

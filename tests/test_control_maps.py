@@ -235,3 +235,40 @@ def test_backface_culling_changes_no_pixel_of_the_body():
     b = CM.render_maps(*args, cull_backfaces=True)
     differ = (a.semantic != b.semantic).float().mean()
     assert differ < 1e-3, f"culling changed {differ:.2%} of the pixels: the body's winding is off"
+
+
+def test_control_layout_function_matches_the_rendered_controls_channels():
+    """control_channels_of is the one definition of the video model's control layout: it is what
+    Controls.to_channels returns, maps made elsewhere get empty part channels in the same places,
+    and the count is the video model's (diffusion.model.control_channels)."""
+    from vlogger_core.diffusion.model import control_channels
+    from vlogger_core.errors import VloggerError
+    body, fit = _body_and_fit()
+    from vlogger_core.motion.params import Motion
+    c = CM.render_motion(body, fit, Motion.neutral(2, 25.0, body.expression_set), 64, 64)
+    ch = c.to_channels()
+    assert ch.shape == (2, control_channels(c.num_parts), 64, 64) and c.num_parts == len(body.part_names) - 1
+    assert torch.equal(ch, CM.control_channels_of(c.dense, c.warped, c.num_parts, c.semantic))
+    assert torch.equal(ch[:, 3:3 + c.num_parts], c.masks(c.part_names[1:]))       # part k at channel 2 + k
+    plain = CM.control_channels_of(c.dense, c.warped, c.num_parts)
+    assert torch.equal(plain[:, :3], ch[:, :3]) and torch.equal(plain[:, -3:], ch[:, -3:])
+    assert ch[:, 3:-3].sum() > 0 and plain[:, 3:-3].abs().sum() == 0
+    with pytest.raises(VloggerError, match="differ") as e:
+        CM.control_channels_of(c.dense, c.warped[:1], c.num_parts)
+    assert e.value.arg == "warped"
+
+
+def test_a_motion_or_fit_for_another_body_is_refused_naming_it():
+    from vlogger_core.errors import VloggerError
+    from vlogger_core.motion.params import Motion
+    body, fit = _body_and_fit()
+    with pytest.raises(VloggerError, match="smplx10.*expression set") as e:
+        CM.render_motion(body, fit, Motion.neutral(2, 25.0, "smplx10"), 32, 32)
+    assert e.value.arg == "motion" and e.value.fix
+    from dataclasses import replace
+    with pytest.raises(VloggerError, match="other-body") as e:
+        CM.render_motion(body, replace(fit, body_name="other-body"), None, 32, 32)
+    assert e.value.arg == "fit"
+    with pytest.raises(VloggerError, match="empty") as e:
+        CM.render_motion(body, fit, Motion.neutral(2, 25.0, body.expression_set), 32, 32, start=5)
+    assert e.value.arg == "start"

@@ -32,6 +32,79 @@ def test_bad_dataset_path_names_the_input(comfy):
     assert "[VLOGGER_TrainMotion] input 'dataset'" in str(res.error), res.error
 
 
+def _motion_dataset(root: Path, clips: int = 1) -> Path:
+    """A dataset as motion training reads it: dataset.json + per clip its speech and motion."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset.json").write_text("{}")
+    t = np.arange(4 * 16000) / 16000
+    pcm = (8000 * np.sin(2 * np.pi * 180 * t) * np.sin(2 * np.pi * 3 * t).clip(0)).astype(np.int16)
+    for k in range(clips):
+        clip = root / "clips" / f"clip_{k:04d}"
+        clip.mkdir(parents=True, exist_ok=True)
+        (clip / "motion.npz").write_bytes((REPO / "examples" / "talking_astronaut_motion.npz").read_bytes())
+        with wave.open(str(clip / "audio.wav"), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16000)
+            w.writeframes(pcm.tobytes())
+    return root
+
+
+def _run_watched(comfy, prompt: dict, on_progress=None) -> tuple[list, str]:
+    """Run a prompt watching the server's websocket: its progress (value, max) messages and
+    how it ended (execution_success / _error / _interrupted)."""
+    import websocket
+
+    ws = websocket.create_connection(comfy.url.replace("http", "ws", 1) + f"/ws?clientId={comfy.client_id}",
+                                     timeout=600)
+    try:
+        pid, seen = comfy.queue(prompt), []
+        while True:
+            m = ws.recv()
+            m = json.loads(m) if isinstance(m, str) else {}
+            if m.get("data", {}).get("prompt_id") != pid:
+                continue
+            if m["type"] == "progress":
+                seen.append((m["data"]["value"], m["data"]["max"]))
+                if on_progress:
+                    on_progress()
+            if m["type"] in ("execution_success", "execution_error", "execution_interrupted"):
+                return seen, m["type"]
+    finally:
+        ws.close()
+
+
+def test_trainmotion_progress_cancel_and_typed_errors(comfy):
+    """VLOGGER_TrainMotion's progress bar is the trainer's own progress(done, total), every step;
+    Cancel stops the trainer and writes no model; the trainer's errors name the node's input."""
+    wf = comfy.workflow("prepare_and_finetune")
+    models = comfy.models_dir / "vlogger" / "motion"
+
+    def train(data: Path, steps: int, name: str) -> dict:
+        return {"9": {"class_type": "PrimitiveString", "inputs": {"value": str(data)}},
+                "3": {**wf["3"], "inputs": {**wf["3"]["inputs"], "dataset": ["9", 0], "steps": steps,
+                                            "output_name": name}}}
+    ds = _motion_dataset(comfy.output_dir / "vlogger_datasets" / "motion_only")
+    seen, end = _run_watched(comfy, train(ds, 7, "progress_probe"))
+    assert end == "execution_success" and seen[-1] == (7, 7) and len(set(seen)) == 7, seen
+    assert (models / "progress_probe.safetensors").exists() and (models / "progress_probe_loss_log.jsonl").exists()
+
+    cancelled = []
+
+    def cancel_once():
+        if not cancelled:
+            cancelled.append(comfy.interrupt())
+    seen, end = _run_watched(comfy, train(ds, 100_000, "cancel_probe"), on_progress=cancel_once)
+    assert end == "execution_interrupted" and seen and seen[0][1] == 100_000, (end, seen)
+    assert not list(models.glob("cancel_probe*")) and not list(models.glob("*.partial*"))
+
+    empty = comfy.output_dir / "vlogger_datasets" / "no_clips"
+    empty.mkdir(parents=True, exist_ok=True)
+    (empty / "dataset.json").write_text("{}")
+    err = str(comfy.run(train(empty, 3, "never")).error)
+    assert "[VLOGGER_TrainMotion] input 'dataset': no clip folders" in err and "Fix:" in err, err
+
+
 def _prep(wf: dict, video, **inputs) -> dict:
     """The workflow's body loader + PrepareDataset on `video` (a link), with some inputs changed."""
     return {"1": wf["1"], "2": {**wf["2"], "inputs": {**wf["2"]["inputs"], "video": video, **inputs}}}
@@ -70,7 +143,7 @@ def _write_video(path: Path, frames: np.ndarray, audio=None, times=None) -> Path
 def test_prepare_bad_and_awkward_footage(comfy, tmp_path):
     """Through the server: silent footage is refused naming allow_silent (and accepted with it),
     footage with no person, a cut and a variable frame rate are reported as documented."""
-    from vlogger_core.render.video_writer import read_video
+    from vlogger_core.media import read_video
 
     frames, *_ = read_video(REPO / "examples" / "talking_astronaut.mp4")
     wf = comfy.workflow("prepare_and_finetune")

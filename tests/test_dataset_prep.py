@@ -20,7 +20,7 @@ from vlogger_core.body.model import load_body
 from vlogger_core.body.reference import fit_reference
 from vlogger_core.motion.params import Motion
 from vlogger_core.render.controls import render_motion
-from vlogger_core.render.video_writer import read_video
+from vlogger_core.media import read_video
 from vlogger_core.training.dataset_format import (
     list_clips,
     read_clip,
@@ -211,25 +211,35 @@ def test_format_round_trip(body, tmp_path):
         read_dataset(tmp_path)
 
 
-def test_without_mediapipe_the_message_says_how_to_install(tmp_path):
-    """A python where `import mediapipe` fails (as without the optional extra)."""
+def test_without_a_landmark_detector_the_message_says_how_to_install(tmp_path):
+    """Without mediapipe the preparation uses the shipped landmark runtime; a python where
+    neither it (ai-edge-litert) nor mediapipe can be imported is told what to install."""
     code = ("import sys; sys.modules['mediapipe'] = None\n"
+            "from vlogger_core.training.dataset_prep import landmark_backend\n"
+            "print('BACKEND', landmark_backend())\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "BACKEND landmarks" in r.stdout, r
+    code = ("import sys; sys.modules['mediapipe'] = None; sys.modules['ai_edge_litert'] = None\n"
             "from vlogger_core.training.dataset_prep import prepare_dataset, DatasetError\n"
             "from vlogger_core.body.model import load_body\n"
             "try:\n    prepare_dataset([sys.argv[1]], sys.argv[2], load_body())\n"
-            "except DatasetError as e:\n    print('ERR', e)\n")
+            "except DatasetError as e:\n    print('ERR', e, '| FIX', e.fix)\n")
     r = subprocess.run([sys.executable, "-c", code, str(VIDEO), str(tmp_path / "x")], cwd=REPO,
                        capture_output=True, text=True, timeout=300)
-    assert "ERR dataset preparation needs mediapipe" in r.stdout and "pip install mediapipe==0.10.21" in r.stdout, r
+    assert "ERR dataset preparation needs face, pose and hand landmarks" in r.stdout, r
+    assert "ai-edge-litert cannot be imported" in r.stdout and "FIX pip install ai-edge-litert" in r.stdout, r
+    assert not (tmp_path / "x").exists()
 
 
 def test_long_footage_is_refused_before_decoding_and_frames_are_shrunk_as_decoded():
     """Ten hours at 256 px cannot be held in memory: refused with how to split it. A decoded
     file comes back as centre squares of the requested size (HD frames are never all held)."""
-    from vlogger_core.training.dataset_prep import check_memory
-    with pytest.raises(DatasetError, match=r"lasts 600.0 min: its frames at 256 px need about \d+\.\d GB.*"
-                                           r"Cut it into shorter videos \(e.g. \d+ min each\)"):
+    import re
+
+    from vlogger_core.media import MediaError, check_memory
+    with pytest.raises(MediaError, match=r"lasts 600.0 min: its frames at 256 px need about \d+\.\d GB") as e:
         check_memory("long.mp4", 36000, 24.0, 256)
+    assert e.value.arg == "path" and re.match(r"cut it into shorter videos \(e.g. \d+ min each\)", e.value.fix)
     check_memory("short.mp4", 4.0, 24.0, 256)             # 4 s: fine
     fo = decode(VIDEO, 24.0, 96)
     assert fo.frames.shape == (96, 96, 96, 3) and fo.frames.dtype == np.uint8
@@ -246,4 +256,4 @@ def test_no_usable_clip_writes_nothing_and_keeps_the_old_dataset(body, prepared,
     with pytest.raises(DatasetError, match=r"no usable clip \(hands missing in 100% of the frames\)"):
         prepare_dataset([VIDEO], copy, body, PrepSettings(clip_frames=48, frame_size=32, require_hands=True), **quiet)
     assert sorted(p.name for p in (copy / "clips").iterdir()) == before and read_dataset(copy)["kept"] == 1
-    assert not (tmp_path / "ds.partial").exists()
+    assert not (tmp_path / ".ds.partial").exists()

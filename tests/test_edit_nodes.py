@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from vlogger_core.render.video_writer import read_video
+from vlogger_core.media import read_video
 
 NODE = "[VLOGGER_RegionInpaint]"
 

@@ -7,9 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
+from vlogger_core.body import fit as bf
 from vlogger_core.body import model as bm
 from vlogger_core.body import reference as rf
-from vlogger_core.motion.params import SMPLX_INDEX
+from vlogger_core.body.camera import PerspectiveCamera
+from vlogger_core.body.detect import MP_HAND_JOINTS, mediapipe_available
+from vlogger_core.body.overlay import draw_fit_overlay, project_fit
+from vlogger_core.motion.params import SMPLX_INDEX, axis_angle_to_matrix, matrix_to_axis_angle
 from vlogger_core.paths import EXAMPLES
 
 
@@ -26,7 +30,7 @@ def photo():
 @pytest.fixture(scope="module")
 def fits(body, photo):
     out = {"opencv": rf.fit_reference(photo, body, "opencv")}
-    if rf.mediapipe_available():
+    if mediapipe_available():
         out["mediapipe"] = rf.fit_reference(photo, body, "mediapipe")
     return out
 
@@ -40,7 +44,7 @@ def test_opencv_fit_lands_on_the_face(body, fits, photo):
     fit = fits["opencv"]
     assert fit.detector == "opencv" and fit.info["face_box"] is not None
     x, y, w, h = fit.info["face_box"]
-    p = rf.project_fit(fit, body)
+    p = project_fit(fit, body)
     # the fitted body's landmarks land near the box-derived targets
     assert fit.info["landmark_error_px"] < 0.08 * w
     # the head joint projects inside the detected face box, the pelvis far below it
@@ -51,13 +55,12 @@ def test_opencv_fit_lands_on_the_face(body, fits, photo):
     assert fit.reference_pose.shape == (55, 3, 3) and fit.expression.shape == (52,)
 
 
+@pytest.mark.needs_mediapipe
 def test_mediapipe_fit_matches_detected_landmarks(body, fits):
-    if "mediapipe" not in fits:
-        pytest.skip("mediapipe (optional extra) not installed")
     fit = fits["mediapipe"]
     assert fit.detector == "mediapipe"
     face = _face_size(fit)
-    p = rf.project_fit(fit, body)
+    p = project_fit(fit, body)
     det = np.array(fit.info["detected_landmarks"])
     got = p["landmarks"].numpy()[np.array(fit.info["landmarks_used"]) - 17]
     err = np.linalg.norm(got - det, axis=1)
@@ -73,25 +76,23 @@ def test_mediapipe_fit_matches_detected_landmarks(body, fits):
     assert p["joints"][SMPLX_INDEX["left_shoulder"], 0] > p["joints"][SMPLX_INDEX["right_shoulder"], 0]
 
 
+@pytest.mark.needs_mediapipe
 def test_mediapipe_fit_opens_the_mouth_as_the_photo(body, fits):
     """The photo smiles with her teeth showing (lips apart): the fitted inner lips are apart too
     (measured 3.5 of 6.8 px; 0.3 px when the inner-lip points sat on the lips' seam)."""
-    if "mediapipe" not in fits:
-        pytest.skip("mediapipe (optional extra) not installed")
     fit = fits["mediapipe"]
     used = list(fit.info["landmarks_used"])
     det = np.array(fit.info["detected_landmarks"])
-    got = rf.project_fit(fit, body)["landmarks"].numpy()
+    got = project_fit(fit, body)["landmarks"].numpy()
     det_gap = det[used.index(66), 1] - det[used.index(62), 1]
     fit_gap = got[66 - 17, 1] - got[62 - 17, 1]
     assert det_gap > 4 and fit_gap > 0.4 * det_gap, (det_gap, fit_gap)
 
 
+@pytest.mark.needs_mediapipe
 def test_detectors_agree(body, fits):
-    if "mediapipe" not in fits:
-        pytest.skip("mediapipe (optional extra) not installed")
-    a = rf.project_fit(fits["opencv"], body)["landmarks"].numpy()
-    b = rf.project_fit(fits["mediapipe"], body)["landmarks"].numpy()
+    a = project_fit(fits["opencv"], body)["landmarks"].numpy()
+    b = project_fit(fits["mediapipe"], body)["landmarks"].numpy()
     face = _face_size(fits["mediapipe"])
     for i in (36, 45, 30, 48, 54):     # eye corners, nose tip, mouth corners
         assert np.linalg.norm(a[i - 17] - b[i - 17]) < 0.2 * face, i
@@ -100,12 +101,12 @@ def test_detectors_agree(body, fits):
 def test_manual_and_overrides(body, photo):
     base = rf.fit_reference(photo, body, "manual")
     assert base.detector == "manual"
-    p0 = rf.project_fit(base, body)
+    p0 = project_fit(base, body)
     head0 = p0["joints"][SMPLX_INDEX["head"]]
     assert abs(head0[0].item() - photo.shape[1] / 2) < 0.1 * photo.shape[1]   # centred
     moved = rf.fit_reference(photo, body, "manual",
                              rf.FitOverrides(scale=1.5, offset_x=0.1, offset_y=-0.05))
-    p1 = rf.project_fit(moved, body)
+    p1 = project_fit(moved, body)
     f0, f1 = p0["landmarks"].mean(0), p1["landmarks"].mean(0)      # the face's centre
     assert f1[0] - f0[0] == pytest.approx(0.1 * photo.shape[1], abs=2.0)
     assert f1[1] - f0[1] == pytest.approx(-0.05 * photo.shape[0], abs=2.0)
@@ -113,7 +114,7 @@ def test_manual_and_overrides(body, photo):
     span1 = np.ptp(p1["landmarks"].numpy()[:, 0])
     assert span1 / span0 == pytest.approx(1.5, rel=0.05)
     turned = rf.fit_reference(photo, body, "manual", rf.FitOverrides(rotation=30.0))
-    p2 = rf.project_fit(turned, body)
+    p2 = project_fit(turned, body)
     # turning towards its left moves the nose towards the image's right
     assert p2["landmarks"][30 - 17, 0] > p0["landmarks"][30 - 17, 0] + 3
     wide = rf.fit_reference(photo, body, "manual", rf.FitOverrides(fov=70.0))
@@ -122,7 +123,7 @@ def test_manual_and_overrides(body, photo):
 
 def test_overlay(body, fits, photo):
     fit = fits.get("mediapipe", fits["opencv"])
-    ov = rf.draw_fit_overlay(fit, body)
+    ov = draw_fit_overlay(fit, body)
     assert ov.shape == (photo.shape[0], photo.shape[1], 3) and ov.dtype == torch.float32
     diff = (ov - torch.from_numpy(np.array(photo)).float() / 255).abs().sum(-1)
     x, y, w, h = (fit.info.get("face_box") or [200, 80, 90, 90])
@@ -141,62 +142,72 @@ def test_image_formats(body, photo):
     fit = rf.fit_reference(big, body, "opencv")
     assert fit.info["detection_scale"] > 3 and fit.camera.width == 4000
     x, y, w, h = fit.info["face_box"]
-    hx, hy = rf.project_fit(fit, body)["joints"][SMPLX_INDEX["head"]].tolist()
+    hx, hy = project_fit(fit, body)["joints"][SMPLX_INDEX["head"]].tolist()
     assert x < hx < x + w and y < hy < y + 1.5 * h
 
 
 def test_bad_images(body):
-    with pytest.raises(rf.FitInputError, match="1x1"):
+    with pytest.raises(rf.FitInputError, match="1x1") as e:
         rf.fit_reference(np.zeros((1, 1, 3), np.uint8), body, "opencv")
+    assert e.value.arg == "image" and e.value.fix
     with pytest.raises(rf.FitInputError, match="channels"):
         rf.fit_reference(np.zeros((64, 64, 5), np.float32), body, "opencv")
-    with pytest.raises(rf.FitInputError, match="batch"):
+    with pytest.raises(rf.FitInputError, match="batch") as e:
         rf.fit_reference(torch.zeros(2, 64, 64, 3), body, "opencv")
+    assert e.value.arg == "image" and "ImageFromBatch" in e.value.fix
     blank = np.full((256, 256, 3), 128, np.uint8)                   # no person
-    with pytest.raises(rf.FitInputError, match="found no face"):
+    with pytest.raises(rf.FitInputError, match="found no face") as e:
         rf.fit_reference(blank, body, "opencv")
+    assert e.value.arg == "detector" and "manual" in e.value.fix
     fit = rf.fit_reference(blank, body, "auto")                     # documented fallback
     assert fit.detector == "manual" and fit.info["warnings"]
-    with pytest.raises(rf.FitInputError, match="detector"):
+    with pytest.raises(rf.FitInputError, match="detector") as e:
         rf.fit_reference(blank, body, "yolo")
+    assert e.value.arg == "detector"
+    for over, arg in ((rf.FitOverrides(scale=0.01), "scale"), (rf.FitOverrides(fov=3.0), "fov")):
+        with pytest.raises(rf.FitInputError, match=arg) as e:
+            rf.fit_reference(blank, body, "manual", over)
+        assert e.value.arg == arg and e.value.fix
+
+
+ARMS = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow"]
+
+
+def _rendered_targets(body, cam, orient, transl, pose, joints=ARMS):
+    """What a perfect detector finds for the body placed so: (face targets, joint targets, all
+    joints in pixels)."""
+    with torch.no_grad():
+        out = body.forward(torch.zeros(1, 10), orient, transl, pose, torch.zeros(1, 52))
+    lm = cam.project(out["landmarks"][0])[0]
+    jn = cam.project(out["joints"][0])[0]
+    ft = {k: (float(lm[k, 0]), float(lm[k, 1]), 1.0) for k in range(51)}
+    jt = {n: (float(jn[SMPLX_INDEX[n], 0]), float(jn[SMPLX_INDEX[n], 1]), 1.0) for n in joints}
+    return ft, jt, jn
 
 
 def test_optimiser_recovers_a_known_placement(body):
     """Landmarks and joints rendered from a known body placement are fitted back: the fit
     reprojects onto them and finds the depth and turn it was rendered with."""
-    cam = rf.PerspectiveCamera(640, 480, rf.DEFAULT_FOV)
+    cam = PerspectiveCamera(640, 480, bf.DEFAULT_FOV)
     true_t = torch.tensor([[0.15, -0.55, -1.8]])
     true_o = torch.tensor([[0.0, 0.25, 0.0]])                       # turned ~14 deg
-    pose = rf._rest_fit_pose(body)[None]
-    with torch.no_grad():
-        out = body.forward(torch.zeros(1, 10), true_o, true_t, pose, torch.zeros(1, 52))
-    lm = cam.project(out["landmarks"][0])[0]
-    jn = cam.project(out["joints"][0])[0]
-    ft = {k: (float(lm[k, 0]), float(lm[k, 1]), 1.0) for k in range(51)}
-    jt = {n: (float(jn[SMPLX_INDEX[n], 0]), float(jn[SMPLX_INDEX[n], 1]), 1.0)
-          for n in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow")}
-    r = rf._optimise(body, cam, ft, jt, True, (60, 160), "cpu")
-    assert r["landmark_error_px"].mean() < 1.0
-    assert float(r["transl"][2]) == pytest.approx(-1.8, rel=0.08)
-    assert float(r["global_orient"][1]) == pytest.approx(0.25, abs=0.12)
+    ft, jt, _ = _rendered_targets(body, cam, true_o, true_t, bf.rest_fit_pose(body)[None])
+    r = bf.fit_image(body, cam, bf.Targets.from_frames([(ft, jt)]), True, (60, 160))
+    assert r.error_px[0, 0].mean() < 1.0
+    assert float(r.body.transl[0, 0, 2]) == pytest.approx(-1.8, rel=0.08)
+    assert float(r.body.global_orient[0, 0, 1]) == pytest.approx(0.25, abs=0.12)
 
 
 def test_fov_is_estimated_from_perspective(body):
     """Landmarks rendered through 20, 45 and 70 degree (diagonal) cameras at matching distances
     (the same framing): the FOV scan tells them apart."""
-    pose = rf._rest_fit_pose(body)[None]
+    pose = bf.rest_fit_pose(body)[None]
     found = {}
     for true_fov, z in ((20.0, -3.5), (45.0, -1.6), (70.0, -1.0)):
-        cam = rf.PerspectiveCamera(512, 512, true_fov)
-        with torch.no_grad():
-            out = body.forward(torch.zeros(1, 10), torch.tensor([[0.0, 0.2, 0.0]]),
-                               torch.tensor([[0.05, -0.45, z]]), pose, torch.zeros(1, 52))
-        lm = cam.project(out["landmarks"][0])[0]
-        jn = cam.project(out["joints"][0])[0]
-        ft = {k: (float(lm[k, 0]), float(lm[k, 1]), 1.0) for k in range(51)}
-        jt = {n: (float(jn[SMPLX_INDEX[n], 0]), float(jn[SMPLX_INDEX[n], 1]), 1.0)
-              for n in ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow")}
-        found[true_fov], _, _ = rf.estimate_fov(body, 512, 512, ft, jt, (40, 100), "cpu")
+        cam = PerspectiveCamera(512, 512, true_fov)
+        ft, jt, _ = _rendered_targets(body, cam, torch.tensor([[0.0, 0.2, 0.0]]),
+                                      torch.tensor([[0.05, -0.45, z]]), pose)
+        found[true_fov], _, _ = bf.estimate_fov(body, 512, 512, bf.Targets.from_frames([(ft, jt)]), (40, 100))
     # coarse, but ordered and on the right side of the default (45) for narrow / wide lenses
     assert found[20.0] < found[45.0] < found[70.0], found
     assert found[20.0] < 40 and 30 < found[45.0] < 60 and found[70.0] > 55, found
@@ -205,32 +216,25 @@ def test_fov_is_estimated_from_perspective(body):
 def test_hand_landmarks_fit_the_fingers(body):
     """mediapipe-style hand points (wrist + 15 finger joints) rendered from a body whose right
     hand is curled: with them the fit frees that hand's fingers and reproduces the curl."""
-    cam = rf.PerspectiveCamera(512, 512, rf.DEFAULT_FOV)
-    pose_aa = rf.matrix_to_axis_angle(rf._rest_fit_pose(body))
+    cam = PerspectiveCamera(512, 512, bf.DEFAULT_FOV)
+    pose_aa = matrix_to_axis_angle(bf.rest_fit_pose(body))
     for f in ("index", "middle", "ring", "pinky"):
         for k in (1, 2, 3):
             pose_aa[SMPLX_INDEX[f"right_{f}{k}"]] = torch.tensor([0.0, 0.0, -0.5])
-    pose = rf.axis_angle_to_matrix(pose_aa)[None]
-    with torch.no_grad():
-        out = body.forward(torch.zeros(1, 10), torch.zeros(1, 3), torch.tensor([[0.0, -0.1, -2.2]]),
-                           pose, torch.zeros(1, 52))
-    lm = cam.project(out["landmarks"][0])[0]
-    jn = cam.project(out["joints"][0])[0]
-    ft = {k: (float(lm[k, 0]), float(lm[k, 1]), 1.0) for k in range(51)}
-    names = ["left_shoulder", "right_shoulder", "left_elbow", "right_elbow"] + \
-        [f"right_{j}" for j in rf.MP_HAND_JOINTS.values()]
-    jt = {n: (float(jn[SMPLX_INDEX[n], 0]), float(jn[SMPLX_INDEX[n], 1]), 1.0) for n in names}
-    with_hand = rf._optimise(body, cam, ft, jt, True, (40, 150), "cpu")
-    no_hand = rf._optimise(body, cam, ft, {n: jt[n] for n in names[:4]}, True, (40, 150), "cpu")
+    names = ARMS + [f"right_{j}" for j in MP_HAND_JOINTS.values()]
+    ft, jt, jn = _rendered_targets(body, cam, torch.zeros(1, 3), torch.tensor([[0.0, -0.1, -2.2]]),
+                                   axis_angle_to_matrix(pose_aa)[None], names)
+    with_hand = bf.fit_image(body, cam, bf.Targets.from_frames([(ft, jt)]), True, (40, 150))
+    no_hand = bf.fit_image(body, cam, bf.Targets.from_frames([(ft, {n: jt[n] for n in ARMS})]), True, (40, 150))
 
     def finger_err(r):
+        b = r.body
         with torch.no_grad():
-            o = body.forward(r["betas"][None], r["global_orient"][None], r["transl"][None],
-                             r["pose"][None], r["expression"][None])
+            o = body.forward(b.betas, b.global_orient[:, 0], b.transl[:, 0], b.poses[:, 0], b.expression[:, 0])
         uv = cam.project(o["joints"][0])[0]
         ids = [SMPLX_INDEX[n] for n in names[4:]]
         return float((uv[ids] - jn[ids]).norm(dim=-1).mean())
 
     assert finger_err(with_hand) < 2.0 < finger_err(no_hand), (finger_err(with_hand), finger_err(no_hand))
-    curl = float(rf.matrix_to_axis_angle(with_hand["pose"][SMPLX_INDEX["right_index2"]])[2])
+    curl = float(matrix_to_axis_angle(with_hand.body.poses[0, 0, SMPLX_INDEX["right_index2"]])[2])
     assert curl < -0.2, curl                      # the fitted finger bends the same way

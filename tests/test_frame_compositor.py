@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vlogger_core.body.model import load_body
-from vlogger_core.body.reference import fit_reference, mediapipe_available
+from vlogger_core.body.reference import fit_reference
 from vlogger_core.motion.params import ARKIT52, Motion
 from vlogger_core.render.talking_video import TalkingVideoRenderer
 
@@ -39,7 +39,7 @@ def _labels(r: TalkingVideoRenderer, motion) -> np.ndarray:
     return rasterizer.face_label_map(frags, r.labels)[0]
 
 
-@pytest.mark.skipif(not mediapipe_available(), reason="the photo's open smile is fitted from mediapipe's lips")
+@pytest.mark.needs_mediapipe     # the photo's open smile is fitted from mediapipe's lips
 def test_at_rest_the_mouth_is_the_photos_own(renderer):
     """The photo shows teeth: they are fitted as visible, so the rest frame keeps them (the
     painted teeth were grey slabs over them)."""

@@ -12,18 +12,18 @@ import pytest
 import torch
 
 from vlogger_core.body.model import load_body
+from vlogger_core.body.track import fit_video
 from vlogger_core.edit.redub import (
     InpaintError,
     RedubSettings,
     feathered_mask,
-    fit_video,
     pingpong,
     redub_frames,
     region_motion,
     source_index,
 )
 from vlogger_core.motion.params import ARKIT52, Motion
-from vlogger_core.render.video_writer import read_video
+from vlogger_core.media import read_video
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
@@ -145,9 +145,12 @@ def test_needs_a_face(body):
     noise = np.random.default_rng(0).uniform(0, 1, (4, 128, 128, 3)).astype(np.float32)
     with pytest.raises(InpaintError, match="no face") as e:
         list(redub_frames(body, noise, _speaking(4, 24.0), RedubSettings(detector="opencv")))
-    assert e.value.arg == "frames"
+    assert e.value.arg == "frames" and e.value.fix
     with pytest.raises(InpaintError, match="no frames"):
         list(redub_frames(body, noise[:0], _speaking(4, 24.0)))
+    with pytest.raises(InpaintError, match="unknown detector") as e:       # the tracker blames its input
+        list(redub_frames(body, noise, _speaking(4, 24.0), RedubSettings(detector="yolo")))
+    assert e.value.arg == "detector" and "opencv" in e.value.fix
 
 
 def test_masked_diffusion_keeps_the_outside(body, video):

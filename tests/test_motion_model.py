@@ -3,6 +3,7 @@
 Tiny random models here test the mechanics only; the shipped model is tested in
 test_motion_shipped.py.
 """
+import json
 import math
 
 import pytest
@@ -227,3 +228,75 @@ def test_pose_smoothing_touches_only_body_rotations():
     assert torch.equal(y[:, :52], x[:, :52]) and torch.equal(y[:, jaw:jaw + 6], x[:, jaw:jaw + 6])
     assert y[2:-2, head].diff().abs().max() < 0.01  # the alternation is filtered out
     assert torch.allclose(y[2:-2, head], torch.full((16,), 0.5), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- training (trainer core)
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Two 2-second clip folders (speech-like audio + a moving motion), the corpus layout."""
+    import soundfile as sf
+    root = tmp_path_factory.mktemp("corpus")
+    g = torch.Generator().manual_seed(0)
+    for k in range(2):
+        folder = root / f"clip_{k:05d}"
+        folder.mkdir()
+        sf.write(str(folder / "audio.wav"), speechlike(2.0, seed=k).numpy(), 16000, subtype="PCM_16")
+        mo = Motion.neutral(50, 25.0)
+        mo.expression[:] = torch.rand(50, mo.expression.shape[1], generator=g) * 0.5
+        mo.rot6d[:] += torch.randn(mo.rot6d.shape, generator=g) * 0.05
+        mo.save_npz(str(folder / "motion.npz"))
+    return str(root)
+
+
+def _train(corpus, out, **kw):
+    from vlogger_core.training.motion import TrainConfig, train
+    cfg = dict(steps=8, batch_size=2, lr=1e-3, warmup=2, log_every=1, ckpt_every=4, min_frames=16)
+    mc = MotionModelConfig(d_model=32, n_heads=2, n_layers=1, max_train_frames=32)   # dropout 0.1: RNG restored
+    run = {k: kw.pop(k) for k in ("log", "progress", "interrupt") if k in kw}
+    return train(TrainConfig(data=corpus, out=str(out), **{**cfg, **kw}), mc, **{"log": lambda *a: None, **run})
+
+
+def _losses(out):
+    from vlogger_core.training.trainer import read_log
+    return [(r["step"], r["loss"], r["l_diff"]) for r in read_log(out)]
+
+
+def test_motion_training_resumes_to_the_same_losses(corpus, tmp_path):
+    """A run interrupted after step 6 (checkpoint at 4) leaves no partial output; resumed, it logs
+    the same losses and ends with the same weights as the uninterrupted run."""
+    from trainer_checks import check_checkpoint, no_partials
+
+    whole = _train(corpus, tmp_path / "whole")
+    done = []
+
+    def stop_after_6():
+        if len(done) == 6:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        _train(corpus, tmp_path / "cut", progress=lambda d, t: done.append((d, t)), interrupt=stop_after_6)
+    assert done == [(k, 8) for k in range(1, 7)]            # progress(done, total) every step
+    no_partials(tmp_path / "cut")
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    check_checkpoint(tmp_path / "cut" / "last", step=4)
+    assert load_motion_model(str(tmp_path / "cut" / "last" / "model.safetensors")).training_info["step"] == "4"
+    logs = []
+    cut = _train(corpus, tmp_path / "cut", resume=True, log=logs.append)
+    assert any("resuming at step 4" in m for m in logs), logs
+    a, b = _losses(tmp_path / "whole"), _losses(tmp_path / "cut")
+    assert [s for s, *_ in b] == list(range(1, 9))
+    assert torch.allclose(torch.tensor([x[1:] for x in b]), torch.tensor([x[1:] for x in a]), rtol=1e-5), (a, b)
+    ma, mb = load_motion_model(str(whole)), load_motion_model(str(cut))
+    assert all(torch.allclose(v, mb.state_dict()[k], atol=1e-6) for k, v in ma.state_dict().items())
+    assert json.loads(ma.training_info["final_losses"])["loss"] > 0
+
+
+def test_motion_training_refuses_what_cannot_fit_and_bad_data(corpus, tmp_path):
+    from vlogger_core.training.trainer import TrainingError
+    with pytest.raises(TrainingError, match=r"batch_size 100000 \(a crop of up to 32 frames per sample\) "
+                                            r"needs about") as e:
+        _train(corpus, tmp_path / "big", batch_size=100_000, max_memory_gb=0.5)
+    assert e.value.arg == "batch_size" and e.value.fix.startswith("lower batch_size to ")
+    assert not (tmp_path / "big").exists()                   # refused before anything is written
+    with pytest.raises(TrainingError, match="no clip folders") as e:
+        _train(str(tmp_path), tmp_path / "none")
+    assert e.value.arg == "data" and e.value.fix

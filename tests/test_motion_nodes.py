@@ -123,3 +123,39 @@ def test_load_motion_missing_file_is_a_named_error(comfy):
     except PromptRejected as e:   # the combo validation may reject it first
         msg = str(e)
     assert "nope.npz" in msg
+
+
+def test_context_not_below_the_window_names_context_frames(comfy):
+    name = _wav(comfy, "ctx_speech.wav", (0.1 * np.sin(np.arange(16000) / 8)).astype(np.float32))
+    prompt = {"a": {"class_type": "LoadAudio", "inputs": {"audio": name}}, "m": LOADER,
+              "s": _sampler(["a", 0], window_frames=64, context_frames=64),
+              "w": {"class_type": "VLOGGER_SaveMotion", "inputs": {"motion": ["s", 0], "filename_prefix": "x"}}}
+    res = comfy.run(prompt)
+    assert "[VLOGGER_MotionSampler] input 'context_frames'" in str(res.error), res.error
+
+
+def test_unreadable_motion_and_model_files_are_typed_errors(tmp_path):
+    """Core side (no server): what the loader nodes map to their file inputs."""
+    import torch
+
+    from vlogger_core.errors import VloggerError
+    from vlogger_core.motion.model import load_motion_model
+    from vlogger_core.motion.params import Motion
+    from vlogger_core.motion.sampling import SampleSettings, sample_motion
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    for load in (Motion.load_npz, load_motion_model):
+        with pytest.raises(VloggerError) as e:
+            load(str(junk))
+        assert e.value.arg == "path" and e.value.fix
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(VloggerError, match="not a VLOGGER motion file"):
+        Motion.load_npz(str(tmp_path / "other.npz"))
+    for settings, arg in ((SampleSettings(steps=0), "steps"), (SampleSettings(window=32, context=32), "context"),
+                          (SampleSettings(sampler="euler"), "sampler")):
+        with pytest.raises(VloggerError) as e:
+            sample_motion(torch.nn.Linear(1, 1), torch.zeros(16000), 25.0, settings)
+        assert e.value.arg == arg
+    with pytest.raises(VloggerError) as e:
+        sample_motion(torch.nn.Linear(1, 1), torch.zeros(16000), float("nan"))
+    assert e.value.arg == "fps"

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core.audio.speech_io import resample
+from vlogger_core.media import resample
 from vlogger_core.audio.tts import synthesize
 from vlogger_core.motion.model import load_motion_model
 from vlogger_core.motion.params import ARKIT52

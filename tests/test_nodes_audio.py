@@ -3,7 +3,7 @@ import io as _io
 
 import soundfile as sf
 
-from vlogger_core.audio.speech_io import read_audio
+from vlogger_core.media import read_audio
 
 
 def _audio_out(comfy, result):
@@ -60,3 +60,19 @@ def test_load_speech_rejects_too_short_and_nan(comfy):
     assert "NaN" in msg
     # the server is still serving after the failures
     assert comfy.run(comfy.workflow("load_speech")).error is None
+
+
+def test_load_speech_names_an_undecodable_or_silent_file(comfy):
+    """A file PyAV cannot decode, and a video without a soundtrack: the core's MediaError
+    reaches the artist as input 'audio' with its fix (no message matching in the node)."""
+    import numpy as np
+    from footage import write_mp4
+    (comfy.input_dir / "junk.wav").write_bytes(b"RIFF but not really a wave file" * 50)
+    prompt = comfy.workflow("load_speech")
+    prompt["1"]["inputs"]["audio"] = "junk.wav"
+    msg = _error_text(comfy.run(prompt))
+    assert "[VLOGGER_LoadSpeech] input 'audio': cannot decode junk.wav" in msg and "Fix: use a file that plays" in msg, msg
+    write_mp4(comfy.input_dir / "mute.mp4", np.zeros((12, 32, 32, 3), np.uint8))
+    prompt["1"]["inputs"]["audio"] = "mute.mp4"
+    msg = _error_text(comfy.run(prompt))
+    assert "[VLOGGER_LoadSpeech] input 'audio': mute.mp4 has no audio stream" in msg and "Fix: use a file with sound" in msg, msg

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from vlogger_core.audio import speech_io
-from vlogger_core.audio.speech_io import read_audio
 from vlogger_core.body.model import load_body
-from vlogger_core.body.reference import fit_reference, project_fit
-from vlogger_core.render.video_writer import read_video
+from vlogger_core.body.overlay import project_fit
+from vlogger_core.body.reference import fit_reference
+from vlogger_core.media import read_audio, read_video
 
 TEXT = "Hello there! Mama made pie, and papa ate it all. Wow!"  # lip closures and open vowels
 
@@ -89,3 +89,30 @@ def test_mouth_moves_with_the_speech(video):
     energy = np.array([np.sqrt(np.mean(audio[int(i * hop):int((i + 1) * hop)] ** 2) + 1e-12)
                        for i in range(len(frames))])
     assert np.corrcoef(darkness, energy)[0, 1] > 0.3
+
+
+def test_render_range_is_the_windows_in_one_array():
+    """Core side (no server): what VLOGGER_RenderFrames returns, and the refusals it maps."""
+    from dataclasses import replace
+
+    from vlogger_core.errors import VloggerError
+    from vlogger_core.motion.params import ARKIT52, Motion
+    from vlogger_core.render.talking_video import TalkingVideoRenderer
+    body = load_body()
+    photo = torch.from_numpy(np.asarray(Image.open(Path(__file__).parent.parent / "examples" /
+                                                   "astronaut.png").convert("RGB"), np.float32) / 255)
+    fit = fit_reference(photo, body, "manual")
+    r = TalkingVideoRenderer(body, fit, 64, 64)
+    m = Motion.neutral(7, 25.0, body.expression_set)
+    m.expression[2:5, ARKIT52.index("jawOpen")] = 1.0
+    seen = []
+    whole = r.render_range(m, 1, 6, window=2, progress=lambda d, t: seen.append((d, t)))
+    assert whole.shape == (5, 64, 64, 3) and seen == [(2, 5), (4, 5), (5, 5)]
+    assert np.array_equal(whole, r.render(m, 1, 6))
+    assert np.abs(whole[2] - whole[0]).max() > 0.1          # the open jaw shows
+    for call, arg in ((lambda: r.render_range(m, 7), "start"),
+                      (lambda: r.render_range(Motion.neutral(3, 25.0, "smplx10")), "motion"),
+                      (lambda: TalkingVideoRenderer(body, replace(fit, body_name="other"), 64, 64), "fit")):
+        with pytest.raises(VloggerError) as e:
+            call()
+        assert e.value.arg == arg and e.value.fix

@@ -158,6 +158,43 @@ def test_bad_inputs_raise_clear_errors(model, spec):
                                     cond_embedding_channels=(8,)))
 
 
+def test_errors_name_the_argument_at_fault(model, spec):
+    from vlogger_core.diffusion.sampling import square_reference
+    from vlogger_core.errors import VloggerError
+    ref = torch.rand(3, 32, 32)
+    cases = [(lambda: sample_clip(model, ref, torch.rand(4, 3 + N_C + 4, 32, 32), steps=1), "controls"),
+             (lambda: sample_clip(model, ref, torch.rand(5, 3 + N_C + 3, 32, 32), steps=1), "controls"),
+             (lambda: sample_clip(model, torch.rand(3, 48, 48), torch.rand(4, 3 + N_C + 3, 32, 32), steps=1),
+              "reference"),
+             (lambda: sample_clip(model, ref, torch.rand(4, 3 + N_C + 3, 32, 32), steps=0), "steps"),
+             (lambda: sample_clip(model, ref, torch.rand(4, 3 + N_C + 3, 32, 32), scheduler="nope"), "scheduler"),
+             (lambda: square_reference(torch.rand(32, 32), 32), "reference"),
+             (lambda: build_video_model(VideoSpec(unet_config=tiny_unet(), num_parts=0)), "spec")]
+    for call, arg in cases:
+        with pytest.raises(VloggerError) as e:
+            call()
+        assert e.value.arg == arg and e.value.fix, (arg, e.value)
+
+
+def test_square_reference_is_the_centre_square_at_the_model_size():
+    from vlogger_core.diffusion.sampling import square_reference
+    photo = torch.zeros(40, 60, 3)
+    photo[:, 10:50] = 1.0                       # the centre 40x40 square is white, the sides black
+    ref = square_reference(photo, 20)
+    assert ref.shape == (1, 3, 20, 20) and torch.allclose(ref, torch.ones_like(ref))
+
+
+def test_schedulers_follow_the_model_config():
+    """diffusers' from_config takes the config's schedule (the old kwargs filter through
+    __init__.__code__.co_varnames saw only the config decorator's wrapper and dropped every key)."""
+    from vlogger_core.diffusion.sampling import SCHEDULERS, make_scheduler
+    for name in SCHEDULERS:
+        pixel, sd = make_scheduler("pixel_scheduler", name), make_scheduler("sd15_scheduler", name)
+        assert pixel.config.beta_schedule == "squaredcos_cap_v2" and pixel.config.prediction_type == "epsilon"
+        assert sd.config.beta_schedule == "scaled_linear" and sd.config.beta_end == 0.012
+        assert sd.config.steps_offset == 1
+
+
 def test_trained_parts_round_trip_and_mismatch_report(tmp_path, spec):
     torch.manual_seed(0)
     m = build_video_model(spec).eval()

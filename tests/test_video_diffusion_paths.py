@@ -224,6 +224,46 @@ def test_streamed_cascade_equals_stage_by_stage(video, sr):
             SuperResolutionModel(tiny_sr_spec(in_size=64, num_frames=3))]))
 
 
+def test_a_bad_sr_chain_is_refused_naming_the_stage(video, sr):
+    """The chain is checked before any work, and an error names the slot at fault (unconnected
+    slots keep the others' positions), so a node can name its own input."""
+    from vlogger_core.diffusion.stream import diffusion_frames, sr_chain
+    from vlogger_core.errors import VloggerError
+    ctl = torch.rand(5, 3 + N_C + 3, 32, 32)
+    assert sr_chain(32, [sr, None]) == ([sr], 64) and sr_chain(32, [None, sr]) == ([sr], 64)
+    assert sr_chain(32, []) == ([], 32)
+    bad = [(([sr, sr], {}), "sr_stages[1]", "SR stage 2 takes 32x32 frames but receives 64x64"),
+           (([None, video], {}), "sr_stages[1]", "a video model"),
+           (([video, sr], {}), "sr_stages[0]", "a video model"),
+           (([sr], {"window_overlap": 3}), "sr_window_overlap", "sr_window_overlap"),
+           (([sr], {"tile": 31, "tile_overlap": 8}), "sr_tile", "multiple")]
+    for (stages, kw), arg, text in bad:
+        with pytest.raises(VloggerError, match=text) as e:
+            sr_chain(32, stages, **kw)
+        assert e.value.arg == arg and e.value.fix
+        with pytest.raises(VloggerError) as e:       # refused when called, before a window is made
+            diffusion_frames(video, torch.rand(3, 32, 32), ctl, overlap=2, sr_stages=stages,
+                             **{f"sr_{k}": v for k, v in kw.items()})
+        assert e.value.arg == arg
+    with pytest.raises(VloggerError) as e:
+        diffusion_frames(video, torch.rand(3, 32, 32), ctl, overlap=2, sr_stages=[sr], sr_steps=0)
+    assert e.value.arg == "sr_steps"
+    with pytest.raises(VloggerError) as e:
+        super_resolve(video, torch.rand(2, 3, 32, 32), steps=1)
+    assert e.value.arg == "model"
+
+
+def test_outpaint_video_is_the_windows_in_one_tensor(video):
+    from vlogger_core.diffusion.outpainting import outpaint_video
+    ref, ctl = torch.rand(3, 32, 32), torch.rand(7, 3 + N_C + 3, 32, 32)
+    seen = []
+    whole = outpaint_video(video, ref, ctl, overlap=2, steps=2, seed=3, progress=lambda d, t: seen.append((d, t)))
+    windows = torch.cat([w.frames for w in outpaint(video, ref, ctl, overlap=2, steps=2, seed=3)])
+    assert whole.shape == (7, 3, 32, 32) and torch.equal(whole, windows)
+    assert whole.permute(0, 2, 3, 1).is_contiguous()       # ComfyUI's IMAGE view costs no copy
+    assert seen[-1] == (2 * len(window_starts(7, 4, 2)),) * 2
+
+
 def _controls(frames, size, num_parts, seed=0):
     from vlogger_core.render.controls import Controls
     g = torch.Generator().manual_seed(seed)

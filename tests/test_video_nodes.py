@@ -169,7 +169,7 @@ def _mp4(comfy, res):
     import os
     import tempfile
 
-    from vlogger_core.render.video_writer import read_video
+    from vlogger_core.media import read_video
     mp4 = [f for f in res.files() if f["filename"].endswith(".mp4")][0]
     with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as t:
         t.write(comfy.fetch(mp4))
@@ -236,3 +236,33 @@ def test_comfyui_upscale_model_nodes_replace_the_sr_cascade(comfy, tiny_models):
     assert res.error is None, res.error
     frames, fps, _, _ = _mp4(comfy, res)
     assert frames.shape == (6, 64, 64, 3)
+
+
+def test_bad_sr_chain_and_model_mix_name_the_input(comfy, tiny_models):
+    """A refused SR chain names the slot at fault (also when the first slot is empty) and
+    writes no file; an SR node given a video model names 'sr_model'."""
+    base = {"1": _loader("tiny-random-pixel"), "6": _loader("tiny-random-sr64"),
+            "2": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+            "3": _maps(5), "4": _maps(5, color=0x806040)}
+
+    def diffusion(**sr):
+        return {"class_type": "VLOGGER_DiffusionVideo",
+                "inputs": {"video_model": ["1", 0], "reference": ["2", 0], "dense_maps": ["3", 0],
+                           "warped_maps": ["4", 0], "overlap": 2, "steps": 1, "seed": 0, "scheduler": "ddim",
+                           "guidance": 1.0, "sr_steps": 1, "sr_tile": 0, "sr_window_overlap": 1, "fps": 24.0,
+                           "filename_prefix": "vlogger/tiny_random_bad_chain", **sr}}
+    res = comfy.run({**base, "5": diffusion(sr_stage_1=["6", 0], sr_stage_2=["6", 0])})
+    msg = str(res.error)
+    assert "[VLOGGER_DiffusionVideo] input 'sr_stage_2'" in msg and "64x64" in msg, msg
+    res = comfy.run({**base, "5": diffusion(sr_stage_2=["1", 0])})
+    assert "[VLOGGER_DiffusionVideo] input 'sr_stage_2'" in str(res.error) and "video model" in str(res.error)
+    res = comfy.run({**base, "5": diffusion(sr_stage_1=["6", 0], sr_window_overlap=5)})
+    assert "[VLOGGER_DiffusionVideo] input 'sr_window_overlap'" in str(res.error)
+    assert not list((comfy.output_dir / "vlogger").glob("tiny_random_bad_chain*"))
+    sr = {"1": _loader("tiny-random-pixel"), "2": _maps(3),
+          "3": {"class_type": "VLOGGER_SuperResolution",
+                "inputs": {"sr_model": ["1", 0], "images": ["2", 0], "steps": 1, "seed": 0, "scheduler": "ddim",
+                           "tile": 0, "tile_overlap": 0}},
+          "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}}}
+    res = comfy.run(sr)
+    assert "[VLOGGER_SuperResolution] input 'sr_model'" in str(res.error) and "video model" in str(res.error)

@@ -5,6 +5,7 @@ maps (astronaut.png, the example's known motion), written with dataset_format.wr
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,21 +13,23 @@ import numpy as np
 import pytest
 import torch
 from make_tiny_video_model import randomize_trained_parts, tiny_pixel_spec
+from trainer_checks import check_checkpoint, no_partials
 
 from vlogger_core.diffusion.lora import (
     LoraError,
     apply_lora,
+    has_lora,
     lora_state,
     read_lora,
     save_lora,
     set_strength,
-    train_lora,
 )
-from vlogger_core.diffusion.lora import main as lora_main
 from vlogger_core.diffusion.model import build_video_model
 from vlogger_core.diffusion.weights import load_model, save_model
+from vlogger_core.training.lora import LoraTrainConfig, train_lora
+from vlogger_core.training.lora import main as lora_main
+from vlogger_core.training.trainer import TrainingError
 from vlogger_core.training.video import (
-    TrainingError,
     VideoTrainConfig,
     drop_condition,
     estimate_memory_gb,
@@ -140,8 +143,11 @@ def test_resume_continues_the_same_loss_trajectory(dataset, fresh, tmp_path):
     with pytest.raises(KeyboardInterrupt):   # a crash two steps after the checkpoint at step 4
         train(VideoTrainConfig(out=str(tmp_path / "cut"), **cfg), progress=lambda d, t: done.append(d),
               interrupt=crash_after_6, **QUIET)
-    with pytest.raises(TrainingError, match="pass --resume"):
+    with pytest.raises(TrainingError, match="already holds a run") as e:
         train(VideoTrainConfig(out=str(tmp_path / "cut"), **cfg), **QUIET)
+    assert e.value.arg == "resume" and "pass --resume" in e.value.fix
+    check_checkpoint(tmp_path / "cut" / "last", step=4)
+    assert load_model(tmp_path / "cut" / "last" / "model").spec == load_model(fresh).spec   # loads in the loader
     logs = []
     train(VideoTrainConfig(out=str(tmp_path / "cut"), resume=True, **cfg), log=logs.append)
     assert any("resuming at step 4" in m for m in logs)
@@ -152,6 +158,44 @@ def test_resume_continues_the_same_loss_trajectory(dataset, fresh, tmp_path):
     assert all(torch.allclose(p, dict(b.named_parameters())[n], atol=1e-6) for n, p in a.named_parameters())
     with pytest.raises(TrainingError, match="stage-1 run"):
         train(VideoTrainConfig(out=str(tmp_path / "cut"), resume=True, **{**cfg, "stage": 2}), **QUIET)
+
+
+class Stop(Exception):
+    pass
+
+
+def _stop_after(steps: int):
+    """progress and interrupt callbacks: the interrupt raises Stop once `steps` steps are done."""
+    done = []
+
+    def interrupt():
+        if len(done) == steps:
+            raise Stop
+    return (lambda d, t: done.append(d)), interrupt
+
+
+def test_an_interrupt_stops_video_and_lora_training_leaving_no_partial_output(dataset, fresh, tmp_path):
+    progress, interrupt = _stop_after(3)
+    with pytest.raises(Stop):
+        train(VideoTrainConfig(data=dataset, out=str(tmp_path / "video"), steps=10, batch_size=2, log_every=1,
+                               ckpt_every=2, init=str(fresh)), progress=progress, interrupt=interrupt, **QUIET)
+    no_partials(tmp_path)
+    assert not (tmp_path / "video" / "model").exists()                  # no result
+    assert [r["step"] for r in _rows(tmp_path / "video")] == [1, 2, 3]   # whole rows only
+    check_checkpoint(tmp_path / "video" / "last", step=2)               # the complete checkpoint stays
+    model = load_model(fresh)
+    x, c = torch.randn(4, 3, 32, 32), torch.rand(4, model.spec.cond_channels, 32, 32)
+    with torch.no_grad():
+        y0 = model(x, 500, c, 4)
+    progress, interrupt = _stop_after(2)
+    with pytest.raises(Stop):
+        train_lora(model, LoraTrainConfig(data=dataset, out=str(tmp_path / "lora"), steps=10, rank=2),
+                   progress=progress, interrupt=interrupt, **QUIET)
+    no_partials(tmp_path)
+    assert not (tmp_path / "lora" / "lora").exists() and not (tmp_path / "lora" / "last").exists()
+    assert not has_lora(model) and not any(".lora_" in n for n, _ in model.named_parameters())
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x, 500, c, 4), y0)             # the model is left as it came
 
 
 def test_condition_dropout_gives_the_samplers_null():
@@ -176,14 +220,18 @@ def test_batches_windows_and_memory_refusal(dataset, fresh):
     gen = torch.Generator().manual_seed(0)
     assert max(window_start(24, 4, 23, gen) for _ in range(50)) <= 10    # far from a last-frame reference
     assert min(window_start(24, 4, 0, gen) for _ in range(50)) >= 10     # ... and from a first-frame one
-    with pytest.raises(TrainingError, match=r"batch_size 4096 .* lower --batch-size to \d+"):
+    with pytest.raises(TrainingError, match=r"batch_size 4096 \(stage 1: 1 frame\(s\) of 32x32 per sample\) "
+                                            r"needs about") as e:
         train(VideoTrainConfig(data=dataset, out="/tmp/never", stage=1, steps=1, batch_size=4096,
                                init=str(fresh), max_memory_gb=1.0), **QUIET)
+    assert e.value.arg == "batch_size" and re.fullmatch(r"lower batch_size to \d+ or less", e.value.fix), e.value.fix
+    assert not Path("/tmp/never").exists()
     fixed, per = estimate_memory_gb(model, stage_parameters(model, 2), 2)
     print(f"\ntiny model, stage 2: {fixed * 1e3:.0f} MB fixed + {per * 1e3:.1f} MB per clip of 4 frames")
     assert per > 0
-    with pytest.raises(TrainingError, match="32x32 but the model takes 64x64: prepare it with frame_size 64"):
+    with pytest.raises(TrainingError, match="32x32 but the model takes 64x64") as e:
         load_clips(dataset, tiny_pixel_spec(size=64))
+    assert e.value.arg == "data" and e.value.fix == "prepare it with frame_size 64"
 
 
 def test_lora_strength_targets_and_mismatch(dataset, tmp_path):
@@ -194,8 +242,12 @@ def test_lora_strength_targets_and_mismatch(dataset, tmp_path):
     model = load_model(folder)
     model.source_folder = "trained"
     before = {n: p.clone() for n, p in model.named_parameters()}
-    losses = train_lora(model, dataset, steps=15, lr=2e-3, rank=4, **QUIET)
+    run = train_lora(model, LoraTrainConfig(data=dataset, out=str(tmp_path / "run"), steps=15, lr=2e-3, rank=4),
+                     **QUIET)
+    losses = [r["loss"] for r in _rows(tmp_path / "run")]
     assert len(losses) == 15 and all(np.isfinite(losses))
+    assert run == tmp_path / "run" / "lora" and read_lora(run)[0]["last_loss"] == losses[-1]
+    check_checkpoint(tmp_path / "run" / "last", step=15)
     moved = {n for n, p in model.named_parameters() if n in before and not torch.equal(p, before[n])}
     assert not moved                                            # only the (new) LoRA weights train
     names = list(lora_state(model))
@@ -217,8 +269,9 @@ def test_lora_strength_targets_and_mismatch(dataset, tmp_path):
     assert (y1 - y0).abs().max() > 1e-5
     ratio = float((yh - y0).norm() / (y1 - y0).norm())     # the network is not linear in it: about half
     assert 0.3 < ratio < 0.7, ratio
-    with pytest.raises(LoraError, match="already has"):
+    with pytest.raises(LoraError, match="already has") as e:
         apply_lora(lo, tmp_path / "lora")
+    assert e.value.arg == "model"
     other = save_model(build_video_model(tiny_pixel_spec(num_frames=2)), tmp_path / "other", tiny_random=True)
     with pytest.raises(LoraError, match=r"another model \(trained\): num_frames 4 \(LoRA\) vs 2 \(model\)"):
         apply_lora(load_model(other), tmp_path / "lora")
@@ -246,17 +299,21 @@ def test_clis(dataset, fresh, tmp_path, capsys):
     assert "pass --resume" in capsys.readouterr().err
     lora_main(["--model", str(fresh), "--data", dataset, "--out", str(tmp_path / "lora"), "--steps", "2",
                "--rank", "2"])
-    assert read_lora(tmp_path / "lora")[0]["model_folder"] == fresh.name
+    assert read_lora(tmp_path / "lora" / "lora")[0]["model_folder"] == fresh.name
+    assert str(tmp_path / "lora" / "lora") in capsys.readouterr().out
+    with pytest.raises(SystemExit):       # a typed error names the flag and the fix
+        lora_main(["--model", str(fresh), "--data", dataset, "--out", str(tmp_path / "lora2"), "--batch-size", "0"])
+    assert "error: --batch-size: batch_size must be >= 1" in capsys.readouterr().err
 
 
-def _cli(args: list[str], procs: int = 1) -> None:
-    """The trainer's CLI in its own python (one process, or `procs` CPU processes under
+def _cli(args: list[str], procs: int = 1, module: str = "vlogger_core.training.video") -> None:
+    """A trainer's CLI in its own python (one process, or `procs` CPU processes under
     torchrun: the gloo backend, as several GPUs would use NCCL)."""
     import subprocess
     import sys
 
     launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)] if procs > 1 else []
-    r = subprocess.run([sys.executable, *launch, "-m", "vlogger_core.training.video", *args], cwd=REPO,
+    r = subprocess.run([sys.executable, *launch, "-m", module, *args], cwd=REPO,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 
@@ -277,3 +334,16 @@ def test_several_processes_and_mixed_precision(dataset, fresh, tmp_path):
     _cli([*common, "--out", str(tmp_path / "bf16"), "--mixed-precision", "bf16", "--stage", "2"])
     rows = _rows(tmp_path / "bf16")
     assert len(rows) == 3 and all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_lora_training_on_accelerate_in_bf16_with_two_processes(dataset, fresh, tmp_path):
+    """LoRA training runs on the trainer core too: two CPU processes under torchrun, bf16 autocast;
+    the logged loss is the mean over both, and the LoRA it writes loads onto the model."""
+    _cli(["--model", str(fresh), "--data", dataset, "--out", str(tmp_path / "two"), "--steps", "3", "--rank", "2",
+          "--mixed-precision", "bf16", "--cpu"], procs=2, module="vlogger_core.training.lora")
+    rows = _rows(tmp_path / "two")
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in rows), rows
+    info = read_lora(tmp_path / "two" / "lora")[0]
+    assert info["steps"] == 3 and info["last_loss"] == rows[-1]["loss"]
+    model = apply_lora(load_model(fresh), tmp_path / "two" / "lora")
+    assert any(float(v.abs().max()) > 0 for k, v in lora_state(model).items() if ".lora_B." in k)   # it trained

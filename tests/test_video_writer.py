@@ -1,9 +1,12 @@
-"""The streaming MP4 writer: playable H.264 + AAC, right duration, atomic on abort."""
+"""The streaming MP4 writer: playable H.264 + AAC, right duration, atomic on abort; every other
+file write is whole-or-nothing too (WAV, dataset clips)."""
 import numpy as np
 import pytest
 import torch
 
-from vlogger_core.render.video_writer import StreamingMP4Writer, read_video
+from vlogger_core.media import StreamingMP4Writer, read_audio, read_video, write_wav
+from vlogger_core.motion.params import Motion
+from vlogger_core.training.dataset_format import write_clip
 
 
 def _clip(n, h=64, w=96, seed=0):
@@ -49,3 +52,36 @@ def test_rejects_bad_geometry_and_fps(tmp_path):
         with pytest.raises(ValueError, match="frames are"):
             w.write(_clip(2, h=32))
         w.write(_clip(2))
+
+
+def test_audio_is_cut_or_padded_to_the_video_and_any_rate_is_muxed(tmp_path):
+    """Longer speech is cut at the last frame, shorter is padded with silence; a rate AAC does
+    not take (44101 Hz) is resampled to 48 kHz."""
+    for seconds, rate in ((5.0, 16000), (0.5, 16000), (1.0, 44101)):
+        out = tmp_path / f"{seconds}_{rate}.mp4"
+        tone = 0.5 * np.sin(2 * np.pi * 300 * np.arange(int(seconds * rate)) / rate).astype(np.float32)
+        with StreamingMP4Writer(out, 24, 96, 64, tone, rate) as w:
+            w.write(_clip(48))
+        _, _, audio, got_rate = read_video(out)
+        assert got_rate == (48000 if rate == 44101 else rate)
+        assert abs(len(audio) / got_rate - 2.0) < 0.1, (seconds, rate, len(audio) / got_rate)
+        s = [int(t * got_rate) for t in (0.1, min(seconds, 2.0) - 0.1, seconds + 0.1, 1.9)]
+        assert np.abs(audio[s[0]:s[1]]).mean() > 0.2                          # the tone
+        if seconds < 2.0:
+            assert np.abs(audio[s[2]:s[3]]).mean() < 0.01                     # padded silence
+
+
+def test_interrupted_writes_leave_nothing(tmp_path):
+    """A dataset clip failing after half its files leaves neither the clip nor its partial
+    folder; a WAV that cannot be written is refused before anything is created."""
+    with pytest.raises(ValueError):
+        write_wav(tmp_path / "a.wav", np.zeros((3, 100), np.float32), 16000)    # 3 channels
+    write_wav(tmp_path / "b.wav", np.linspace(-1, 1, 1600, dtype=np.float32), 16000)
+    assert read_audio(tmp_path / "b.wav", mono=True)[0].shape == (1600,)
+    rng = np.random.default_rng(0)
+    with pytest.raises(AttributeError):
+        write_clip(tmp_path / "ds", "clip_0000", frames=rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8),
+                   wave=np.zeros(2000, np.float32), motion=Motion.neutral(4, 24.0), fit={"x": np.zeros(1)},
+                   controls=None, reference_index=0)     # fails after audio, motion, fit, frames
+    assert list((tmp_path / "ds" / "clips").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.wav", "ds"]

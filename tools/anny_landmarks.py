@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlogger_core.body.detect import MP_STATIC, detect
 from vlogger_core.body.parts import (
     PART_NAMES,
     P,
@@ -11,16 +12,6 @@ from vlogger_core.body.parts import (
     vertex_labels,
 )
 from vlogger_core.render.rasterizer import rasterize
-
-# mediapipe face-mesh index of each iBUG-68 point (the usual correspondence).
-MP_FOR_IBUG68 = [
-    162, 234, 93, 58, 172, 136, 149, 148, 152, 377, 378, 365, 397, 288, 323, 454, 389,
-    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
-    168, 197, 5, 4, 75, 97, 2, 326, 305,
-    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
-    61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181,
-    78, 82, 13, 312, 308, 317, 14, 87,
-]
 
 _SEG = {"eye_front.L": "eyes", "eye_front.R": "eyes", "eye_back.L": "eyes", "eye_back.R": "eyes",
         "eye_cavity.L": "face_skin", "eye_cavity.R": "face_skin",
@@ -58,19 +49,15 @@ def _render_head(v, f, head, seg, size=512):
 
 def find_landmarks(v_template, faces, joints, seg) -> dict:
     """Lift mediapipe's 478 face points from a front render of the head onto the mesh."""
-    import mediapipe as mp
-
     v = np.asarray(v_template, np.float64)
     f = np.asarray(faces, np.int64)
     head = joints[15] + np.array([0.0, 0.06, 0.0])      # a bit above the head joint: the face
     img, frags = _render_head(v, f, head, seg)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                         refine_landmarks=True) as fm:
-        res = fm.process(img)
-    if not res.multi_face_landmarks:
+    lms = detect(img[None], parts=("face",))
+    if not lms.face_found()[0]:
         raise RuntimeError("mediapipe found no face on the render of the baked head")
     H, W = img.shape[:2]
-    pts = np.array([[p.x * W, p.y * H] for p in res.multi_face_landmarks[0].landmark])
+    pts = lms.face[0].astype(np.float64)
     tri = frags.tri_id[0]
     bary = frags.bary[0]
     ys, xs = np.nonzero(tri >= 0)
@@ -83,7 +70,7 @@ def find_landmarks(v_template, faces, joints, seg) -> dict:
             px, py = xs[k], ys[k]
         fid[i] = tri[py, px]
         bc[i] = bary[py, px]
-    ib = np.array(MP_FOR_IBUG68[17:])
+    ib = np.array(MP_STATIC)
     return {"mp_faces_idx": fid, "mp_bary": bc, "ibug_faces_idx": fid[ib], "ibug_bary": bc[ib],
             "render": img, "mp_points": pts}
 

@@ -17,13 +17,9 @@ import math
 import torch
 import torchaudio
 
-from .speech_io import (
-    MODEL_SAMPLE_RATE,
-    SpeechError,
-    from_audio_dict,
-    resample,
-    to_mono,
-)
+from ..media import resample
+from .comfy_audio import from_audio
+from .speech_io import MODEL_SAMPLE_RATE, SpeechError
 
 N_MELS = 80
 HOP = 160          # 10 ms at 16 kHz
@@ -45,23 +41,10 @@ def _mel(device) -> torchaudio.transforms.MelSpectrogram:
     return _MEL[key]
 
 
-def prepare_audio(audio, sample_rate: int | None = None) -> torch.Tensor:
-    """ComfyUI AUDIO dict ({"waveform": [B,C,T], "sample_rate"}) or a tensor ([T], [C,T],
-    [B,C,T]) at `sample_rate` -> mono float32 [T] at 16 kHz. Raises SpeechError on NaN/inf."""
-    if isinstance(audio, dict):
-        if "waveform" not in audio or "sample_rate" not in audio:
-            raise SpeechError("the AUDIO value has no 'waveform'/'sample_rate'")
-        wave, sample_rate = from_audio_dict(audio)
-    else:
-        if sample_rate is None:
-            raise ValueError("prepare_audio needs sample_rate for a bare tensor")
-        wave = torch.as_tensor(audio)
-    wave = wave.detach().float().cpu()
-    if wave.numel() == 0:
-        raise SpeechError("the audio is empty")
-    if not torch.isfinite(wave).all():
-        raise SpeechError("the audio contains NaN or infinite samples")
-    return resample(to_mono(wave), int(sample_rate), MODEL_SAMPLE_RATE).contiguous()
+def prepare_audio(audio) -> torch.Tensor:
+    """ComfyUI AUDIO -> mono float32 [T] at 16 kHz (a bad value: comfy_audio's SpeechError)."""
+    wave, rate = from_audio(audio)
+    return resample(wave, rate, MODEL_SAMPLE_RATE).contiguous()
 
 
 def num_frames(num_samples: int, fps: float, sample_rate: int = MODEL_SAMPLE_RATE) -> int:

@@ -97,7 +97,11 @@ def is_pause(phoneme: str) -> bool:
 
 
 class TTSError(VloggerError):
-    """Bad TTS input (empty text, unknown voice, out-of-range parameter)."""
+    """Bad TTS input (empty text, unknown voice, out-of-range parameter; arg names it), or
+    espeak-ng missing or failing (arg None)."""
+
+
+INSTALL = "install espeak-ng (apt-get install espeak-ng libespeak-ng1), then restart"
 
 
 class _Espeak:
@@ -107,7 +111,7 @@ class _Espeak:
         path = ctypes.util.find_library("espeak-ng") or next(
             iter(glob.glob("/usr/lib/*/libespeak-ng.so.1")), None)
         if not path:
-            raise RuntimeError("libespeak-ng is not installed: apt-get install libespeak-ng1 espeak-ng")
+            raise TTSError("libespeak-ng is not installed", fix=INSTALL)
         self.lib = ctypes.CDLL(path)
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
@@ -118,7 +122,7 @@ class _Espeak:
         rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
                                           INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT)
         if rate <= 0:
-            raise RuntimeError("espeak_Initialize failed (espeak-ng-data missing?)")
+            raise TTSError("espeak_Initialize failed (espeak-ng-data missing?)", fix=INSTALL)
         self.sample_rate = rate
         self.lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
@@ -158,7 +162,7 @@ class _Espeak:
     def synth(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, gap: int):
         with self.lock:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise TTSError(f"unknown voice {voice!r}")
+                raise TTSError(f"unknown voice {voice!r}", "voice", "pick a voice from the list (e.g. en-us)")
             for p, v in ((PARAM_RATE, rate), (PARAM_PITCH, pitch), (PARAM_RANGE, pitch_range),
                          (PARAM_VOLUME, 100), (PARAM_WORDGAP, gap)):
                 self.lib.espeak_SetParameter(p, int(v), 0)
@@ -166,7 +170,8 @@ class _Espeak:
             data = text.encode("utf-8")
             err = self.lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
             if err != 0:
-                raise RuntimeError(f"espeak_Synth failed with code {err}")
+                raise TTSError(f"espeak_Synth failed with code {err}", "text",
+                               "try a shorter or plainer text, or reinstall espeak-ng")
             self.lib.espeak_Synchronize()
             chunks, events = self._chunks, self._events
             self._chunks, self._events = [], []
@@ -218,11 +223,11 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 160, pitch: int = 50
                pitch_range: int = 50, gap_ms: int = 0) -> tuple[np.ndarray, int, PhonemeTimeline]:
     """Speak `text`. Returns (mono float32 waveform in [-1, 1], 22050, PhonemeTimeline)."""
     if not isinstance(text, str) or not text.strip():
-        raise TTSError("the text is empty")
+        raise TTSError("the text is empty", "text", "type the sentence to speak")
     for name, v, lo, hi in (("rate", rate, 80, 450), ("pitch", pitch, 0, 99),
                             ("pitch_range", pitch_range, 0, 99), ("gap_ms", gap_ms, 0, 1000)):
         if not lo <= v <= hi:
-            raise TTSError(f"{name}={v} is outside {lo}..{hi}")
+            raise TTSError(f"{name}={v} is outside {lo}..{hi}", name, f"use a {name} from {lo} to {hi}")
     eng = _engine()
     wave16, events = eng.synth(text.strip(), voice, rate, pitch, pitch_range, gap_ms // 10)
     sr = eng.sample_rate

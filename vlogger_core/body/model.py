@@ -224,7 +224,6 @@ class BodyModel:
         Same maths as forward; the kinematic chain is walked level by level (batched), which
         is several times faster than smplx's joint-by-joint loop for small point sets."""
         m = self.smplx
-        B = full_pose.shape[0]
         if self._jdirs is None:   # joints are linear in the shape: precompute their directions
             dirs = torch.cat([m.shapedirs, m.expr_dirs], dim=-1)
             self._jdirs = torch.einsum("jv,vcs->jcs", m.J_regressor, dirs)
@@ -286,10 +285,7 @@ class BodyModel:
             pose = ref[None]
             expr = base_expr[None]
         else:
-            if motion.expression_set != self.expression_set:
-                raise ValueError(
-                    f"the motion drives the '{motion.expression_set}' expression set but body "
-                    f"'{self.name}' uses '{self.expression_set}': generate the motion for this body")
+            check_expression_set(self, motion.expression_set)
             start, stop = max(0, start), min(motion.num_frames, stop)
             n = max(0, stop - start)
             res = motion.rotation_matrices()[start:stop].to(dev, torch.float32)
@@ -299,15 +295,30 @@ class BodyModel:
             expr = base_expr[None] + motion.expression[start:stop].to(dev, torch.float32)
         if n == 0:
             return torch.zeros(0, self.num_vertices, 3, device=device or dev)
-        args = (fit.betas.to(dev)[None].expand(n, -1), fit.global_orient.to(dev)[None].expand(n, -1),
-                fit.transl.to(dev)[None].expand(n, -1), pose, expr)
+        return self.posed_vertices(fit.betas.to(dev)[None].expand(n, -1),
+                                   fit.global_orient.to(dev)[None].expand(n, -1),
+                                   fit.transl.to(dev)[None].expand(n, -1), pose, expr, device)
+
+    def posed_vertices(self, betas, global_orient, transl, full_pose, expression, device=None) -> torch.Tensor:
+        """[n,V,3] vertices of n frames (forward's arguments, no gradient), on `device` (default:
+        the body's). The rendering hot path: on the CPU a body without pose correctives is posed
+        by the sparse numba skinning (same vertices, ~3x faster)."""
         with torch.no_grad():
             if self._zero_posedirs and self.device.type == "cpu":
-                # rendering hot path: the sparse numba skinning (same vertices, ~3x faster)
                 from .skinning import skin_vertices
-                return skin_vertices(self, *args).to(device or dev)
-            out = self.forward(*args)
-        return out["vertices"].to(device or dev)
+                v = skin_vertices(self, betas, global_orient, transl, full_pose, expression)
+            else:
+                v = self.forward(betas, global_orient, transl, full_pose, expression)["vertices"]
+        return v.to(device or self.device)
+
+    def pose_fit(self, fit) -> dict:
+        """forward() of a fit's own placement, reference pose and expression (no gradient):
+        vertices [1,V,3], joints [1,55,3], landmarks [1,L,3]."""
+        dev = self.device
+        with torch.no_grad():
+            return self.forward(fit.betas[None].to(dev), fit.global_orient[None].to(dev),
+                                fit.transl[None].to(dev), fit.reference_pose[None].to(dev),
+                                fit.expression[None].to(dev))
 
 
 # ---------------------------------------------------------------------- listing / loading
@@ -356,8 +367,10 @@ def load_body(name_or_path: str = DEFAULT_BODY, device="cpu", extra_dirs=()) -> 
 
 
 def check_expression_set(body: BodyModel, expression_set: str) -> None:
-    """Raise a clear error when a motion/expression was made for another body's set."""
+    """Raise a VloggerError (arg "motion") when a motion was made for another body's set."""
     if expression_set != body.expression_set:
-        raise ValueError(f"expression set '{expression_set}' does not match body "
-                         f"'{body.name}' ('{body.expression_set}', "
-                         f"{len(expression_names(body.expression_set))} channels)")
+        raise VloggerError(f"the motion drives the '{expression_set}' expression set but the body "
+                           f"'{body.name}' uses '{body.expression_set}' "
+                           f"({len(expression_names(body.expression_set))} channels)",
+                           "motion", "generate the motion with a motion model made for this body, or load the "
+                           "body the motion was made for")

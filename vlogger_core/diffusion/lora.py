@@ -2,22 +2,17 @@
 model's trained parts (control branch attention/convs and its zero-initialised joins into the
 base, the temporal convs; optionally the frozen base's attention too), trained on one subject's
 prepared footage with the same diffusion loss as the trainer, saved as a small folder, and
-applied to a loaded model with a strength.
+applied to a loaded model with a strength. Training: vlogger_core/training/lora.py.
 
     LORA_FOLDER/lora.safetensors   the adapter weights (lora_A / lora_B of the targeted layers)
     LORA_FOLDER/lora.json          rank, alpha, target regex, the model folder it was trained for
                                    and that model's signature (architecture + a weight fingerprint),
                                    checked on load: a LoRA for another architecture is refused
-
-    python -m vlogger_core.diffusion.lora --model MODEL_FOLDER --data DATASET --out LORA_FOLDER
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import shutil
-import time
 from pathlib import Path
 
 import torch
@@ -78,10 +73,10 @@ def add_lora(model: VideoDiffusionModel, rank: int = 8, alpha: float | None = No
     from peft import LoraConfig, inject_adapter_in_model
 
     if rank < 1:
-        raise LoraError(f"rank must be >= 1, got {rank}")
+        raise LoraError(f"rank must be >= 1, got {rank}", "rank", "set rank to 1 or more (4-16 typical)")
     if has_lora(model):
-        raise LoraError("the model already has a personalization LoRA; start from the model without one "
-                        "(loader lora = (none))")
+        raise LoraError("the model already has a personalization LoRA", "model",
+                        "start from the model without one (the loader's lora = (none))")
     regex = targets(include_base)
     cfg = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=regex, lora_dropout=0.0)
     fp = fingerprint(model)  # before injection (the names peft gives are normalised anyway)
@@ -104,20 +99,17 @@ def set_strength(model: VideoDiffusionModel, strength: float) -> None:
 
 
 def save_lora(model: VideoDiffusionModel, folder: str | Path, meta: dict | None = None) -> Path:
-    """lora.safetensors + lora.json, written beside and renamed (never half a folder)."""
+    """lora.safetensors + lora.json in `folder` (created; to replace a folder whole, write it
+    through files.atomic_write, as the trainer does)."""
     if not has_lora(model):
-        raise LoraError("the model has no LoRA to save")
+        raise LoraError("the model has no LoRA to save", "model", "train or apply a LoRA first")
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     weights = lora_state(model)
-    save_file(weights, str(tmp / "lora.safetensors"))
+    save_file(weights, str(folder / "lora.safetensors"))
     info = {"format": FORMAT, **model._vlogger_lora, "model_folder": getattr(model, "source_folder", None),
             "model": signature(model), "layers": len(weights) // 2, **(meta or {})}
-    (tmp / "lora.json").write_text(json.dumps(info, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    (folder / "lora.json").write_text(json.dumps(info, indent=1))
     return folder
 
 
@@ -127,9 +119,11 @@ def read_lora(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         info = json.loads((folder / "lora.json").read_text())
         weights = load_file(str(folder / "lora.safetensors"))
     except (OSError, ValueError) as e:
-        raise LoraError(f"{folder.name} is not a VLOGGER LoRA folder (lora.json + lora.safetensors): {e}") from e
+        raise LoraError(f"{folder.name} is not a VLOGGER LoRA folder (lora.json + lora.safetensors): {e}",
+                        "folder", "pick a folder written by LoRA training") from e
     if info.get("format") != FORMAT:
-        raise LoraError(f"{folder.name}/lora.json is not a {FORMAT} file (format {info.get('format')!r})")
+        raise LoraError(f"{folder.name}/lora.json is not a {FORMAT} file (format {info.get('format')!r})",
+                        "folder", "pick a folder written by LoRA training")
     return info, weights
 
 
@@ -145,7 +139,8 @@ def apply_lora(model: VideoDiffusionModel, folder: str | Path, strength: float =
     diff = {k: (want.get(k), have[k]) for k in have if want.get(k) != have[k]}
     if diff:
         raise LoraError(f"{folder.name} was trained for another model ({trained_for}): " +
-                        ", ".join(f"{k} {a} (LoRA) vs {b} (model)" for k, (a, b) in diff.items()))
+                        ", ".join(f"{k} {a} (LoRA) vs {b} (model)" for k, (a, b) in diff.items()),
+                        "folder", "pick a LoRA trained for this model")
     add_lora(model, int(info["rank"]), float(info["alpha"]), bool(info.get("include_base")))
     own = lora_state(model)
     missing = sorted(set(own) - set(weights))
@@ -153,12 +148,12 @@ def apply_lora(model: VideoDiffusionModel, folder: str | Path, strength: float =
     wrong = [f"{k}: {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in own
              if k in weights and weights[k].shape != own[k].shape]
     if missing or extra or wrong:
-        _remove(model)
+        remove_lora(model)
         parts = [f"{len(x)} {what} (e.g. {x[0]})" for what, x in
                  (("layers the model has but the LoRA lacks", missing), ("LoRA layers the model lacks", extra),
                   ("shapes differ", wrong)) if x]
         raise LoraError(f"{folder.name} does not match this model's layers (trained for {trained_for}): "
-                        + "; ".join(parts))
+                        + "; ".join(parts), "folder", "pick a LoRA trained for this model")
     if info.get("fingerprint") and info["fingerprint"] != model._vlogger_lora["fingerprint"]:
         log(f"warning: LoRA {folder.name} was trained on other weights of this architecture "
             f"({trained_for}); applying it anyway")
@@ -171,112 +166,11 @@ def apply_lora(model: VideoDiffusionModel, folder: str | Path, strength: float =
     return model
 
 
-def _remove(model: VideoDiffusionModel) -> None:
-    """Undo add_lora (the refusal path): peft's layers replaced by their base layers."""
+def remove_lora(model: VideoDiffusionModel) -> None:
+    """Undo add_lora (a refused LoRA, a failed training): peft's layers replaced by their base layers."""
     from peft.tuners.lora import LoraLayer
     for name, m in list(model.named_modules()):
         if isinstance(m, LoraLayer):
             parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
             setattr(parent, name.rsplit(".", 1)[-1], m.get_base_layer())
     model._vlogger_lora = None
-
-
-def train_lora(model: VideoDiffusionModel, data: str, steps: int = 200, lr: float = 1e-4, rank: int = 8,
-               batch_size: int = 2, seed: int = 0, include_base: bool = False, cond_dropout: float = 0.1,
-               progress=None, interrupt=None, log=print, max_memory_gb: float = 0.0,
-               batch_flag: str = "--batch-size") -> list[float]:
-    """Train a LoRA on one subject's dataset (stage-2 windows, or single frames for N = 1; the
-    trainer's diffusion loss); only the LoRA weights change. Returns the per-step losses. After
-    the first (timed) step, `log` gets the expected duration of the run. Settings whose estimated
-    memory does not fit (max_memory_gb, 0: what the device has free) raise a TrainingError naming
-    `batch_flag` and the batch size that fits, before anything is trained."""
-    from types import SimpleNamespace
-
-    from ..training.video import (
-        check_fits,
-        diffusion_loss,
-        load_clips,
-        make_batch,
-        make_ddpm,
-    )
-
-    if steps < 1:
-        raise LoraError(f"steps must be >= 1, got {steps}")
-    if batch_size < 1:
-        raise LoraError(f"batch size must be >= 1, got {batch_size}")
-    clips = load_clips(data, model.spec)
-    stage = 2 if model.spec.num_frames > 1 else 1
-    dev = next(model.base.parameters()).device
-    add_lora(model, rank, include_base=include_base)
-    for n, p in model.named_parameters():
-        p.requires_grad_(".lora_" in n)
-    params = [p for p in model.parameters() if p.requires_grad]
-    try:
-        check_fits(model, params, SimpleNamespace(stage=stage, batch_size=batch_size, mixed_precision="no",
-                                                  max_memory_gb=max_memory_gb), dev, batch_flag)
-    except Exception:
-        _remove(model)                  # the model is left as it came
-        raise
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    sched = make_ddpm(model)
-    gen = torch.Generator().manual_seed(seed)
-    losses, t0 = [], time.time()
-    model.train()
-    for step in range(steps):
-        if interrupt is not None:
-            interrupt()
-        frames, cond, n = make_batch(clips, model, stage, batch_size, gen)
-        loss = diffusion_loss(model, sched, frames.to(dev), cond.to(dev), n, cond_dropout, gen)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if step == 0:
-            first = time.time() - t0
-            log(f"LoRA training: first step took {first:.2f} s, so {steps} steps should take about "
-                f"{_duration(first * steps)}")
-        if progress is not None:
-            progress(step + 1, steps)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    model._vlogger_lora.update(strength=1.0)
-    return losses
-
-
-def _duration(s: float) -> str:
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
-
-
-def main(argv=None) -> None:
-    from .weights import load_model
-    ap = argparse.ArgumentParser(prog="python -m vlogger_core.diffusion.lora", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="the video model folder the LoRA is for")
-    ap.add_argument("--checkpoint", default="", help="the SD 1.x .safetensors a latent (sd15) model runs on")
-    ap.add_argument("--data", required=True, help="a prepared dataset (vlogger-dataset-v1) of ONE subject")
-    ap.add_argument("--out", required=True, help="the LoRA folder to write (e.g. models/vlogger/lora/NAME)")
-    ap.add_argument("--steps", type=int, default=500, help="training steps (default 500)")
-    ap.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
-    ap.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8; alpha = rank)")
-    ap.add_argument("--batch-size", type=int, default=2, help="clips per step (default 2)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of batches, noise and timesteps")
-    ap.add_argument("--include-base", action="store_true",
-                    help="also put the LoRA on the frozen base UNet's attention projections")
-    ap.add_argument("--max-memory-gb", type=float, default=0.0,
-                    help="memory budget the settings are checked against (default 0: what is free)")
-    a = ap.parse_args(argv)
-    try:
-        model = load_model(a.model, checkpoint=a.checkpoint or None)
-        model.source_folder = Path(a.model).name
-        losses = train_lora(model, a.data, a.steps, a.lr, a.rank, a.batch_size, a.seed, a.include_base,
-                            max_memory_gb=a.max_memory_gb)
-    except (LoraError, ValueError) as e:
-        ap.exit(2, f"error: {e}\n")
-    print(save_lora(model, a.out, {"trained_on": a.data, "steps": a.steps, "lr": a.lr, "first_loss": losses[0],
-                                   "last_loss": losses[-1]}))
-
-
-if __name__ == "__main__":
-    main()

@@ -10,7 +10,7 @@ Control input channel order (K = 3 + N_c + 3 + 3), all at the PIXEL size of the 
     [3:3+N_c]        semantic one-hot C_m (N_c body-part classes, 0/1)
     [3+N_c:6+N_c]    warped reference C_w (0..1, 0 where nothing was warped)
     [6+N_c:9+N_c]    the reference image  (RGB 0..1, the same image repeated for every frame)
-The first 3 + N_c + 3 are exactly `Controls.to_channels()` from control_maps.py.
+The first 3 + N_c + 3 are exactly `Controls.to_channels()` from render/controls.py.
 
 Text conditioning: the paper conditions on controls + reference only. The base UNet still needs
 `encoder_hidden_states`, so the model owns a small learned context (`context_tokens` x
@@ -31,12 +31,14 @@ from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
 from torch import nn
 
 from ..body.parts import PART_NAMES
+from ..errors import VloggerError
 from .temporal import add_temporal_layers, set_num_frames
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-# N_c: the body's part classes without background (body_parts.PART_NAMES, what
-# control_maps.Controls.to_channels() one-hot encodes). Trained folders store their own value.
+# N_c: the body's part classes without background (body.parts.PART_NAMES, what
+# render.controls.Controls.to_channels() one-hot encodes). Trained folders store their own value.
 DEFAULT_NUM_PARTS = len(PART_NAMES) - 1
+SPEC_FIX = "use a model folder written by the training nodes (its config.json describes the model)"
 
 
 def read_config(name_or_dict) -> dict:
@@ -95,29 +97,22 @@ class VideoSpec:
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def validate(self) -> None:
-        if self.num_parts < 1:
-            raise ValueError(f"num_parts (N_c) must be >= 1, got {self.num_parts}")
-        if self.num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
-        if 2 ** (len(self.cond_embedding_channels) - 1) != self.latent_scale:
-            raise ValueError("cond_embedding_channels must downsample by latent_scale "
-                             f"(2**(len-1) = {2 ** (len(self.cond_embedding_channels) - 1)} vs {self.latent_scale})")
-        if self.image_size % self.latent_scale:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of latent_scale {self.latent_scale}")
-        bad = set(self.temporal_in) - {"base", "control"}
-        if bad:
-            raise ValueError(f"temporal_in may hold 'base' and/or 'control', not {sorted(bad)}")
+        scale = 2 ** (len(self.cond_embedding_channels) - 1)
+        bad = sorted(set(self.temporal_in) - {"base", "control"})
+        for wrong, problem in (
+                (self.num_parts < 1, f"num_parts (N_c) must be >= 1, got {self.num_parts}"),
+                (self.num_frames < 1, f"num_frames must be >= 1, got {self.num_frames}"),
+                (scale != self.latent_scale, "cond_embedding_channels must downsample by latent_scale "
+                                             f"(2**(len-1) = {scale} vs {self.latent_scale})"),
+                (self.image_size % self.latent_scale,
+                 f"image_size {self.image_size} is not a multiple of latent_scale {self.latent_scale}"),
+                (bad, f"temporal_in may hold 'base' and/or 'control', not {bad}")):
+            if wrong:
+                raise VloggerError(f"the model spec is inconsistent: {problem}", "spec", SPEC_FIX)
 
 
 def pixel128_spec(**overrides) -> VideoSpec:
     return VideoSpec(**overrides)
-
-
-def sd15_spec(**overrides) -> VideoSpec:
-    kw = dict(base="sd15", unet_config="sd15_unet", vae_config="sd15_vae", scheduler_config="sd15_scheduler",
-              image_size=512, latent_scale=8, cond_embedding_channels=(16, 32, 96, 256))
-    kw.update(overrides)
-    return VideoSpec(**kw)
 
 
 class VideoDiffusionModel(nn.Module):
@@ -129,10 +124,10 @@ class VideoDiffusionModel(nn.Module):
         self.spec = spec
         cfg = base.config
         if spec.latent_scale > 1 and vae is None:
-            raise ValueError("a latent-space base needs its VAE")
+            raise VloggerError("a latent-space base needs its VAE", "vae", "pass the VAE of the SD 1.x checkpoint")
         if cfg.sample_size and spec.sample_size % (2 ** (len(cfg.block_out_channels) - 1)):
-            raise ValueError(f"sample size {spec.sample_size} must be divisible by "
-                             f"{2 ** (len(cfg.block_out_channels) - 1)} for this UNet")
+            raise VloggerError(f"sample size {spec.sample_size} must be divisible by "
+                               f"{2 ** (len(cfg.block_out_channels) - 1)} for this UNet", "spec", SPEC_FIX)
         base.requires_grad_(False)
         base.eval()
         # The control branch is a copy of the base encoder (weights copied), built BEFORE the base

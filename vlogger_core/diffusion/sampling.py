@@ -13,20 +13,22 @@ conditioning frames are reproduced bit for bit.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
 from ..callbacks import Interrupt, Progress, check, report
-from .model import VideoDiffusionModel, read_config
+from ..errors import VloggerError
+from .model import VideoDiffusionModel, control_channels, read_config
 
 SCHEDULERS = {"ddim": DDIMScheduler, "dpmpp_2m": DPMSolverMultistepScheduler}
+CONTROLS_FIX = "connect controls rendered from the motion (a Controls set) or a tensor [N, 3 + N_c + 3, H, W]"
 
 
 def make_scheduler(config, name: str = "ddim"):
     if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler '{name}'; choose one of {sorted(SCHEDULERS)}")
-    cfg = read_config(config)
-    allowed = set(SCHEDULERS[name].__init__.__code__.co_varnames)
-    return SCHEDULERS[name](**{k: v for k, v in cfg.items() if k in allowed})
+        raise VloggerError(f"unknown scheduler '{name}'", "scheduler", f"choose one of {sorted(SCHEDULERS)}")
+    # from_config ignores the keys a scheduler does not take (one config serves both)
+    return SCHEDULERS[name].from_config(read_config(config))
 
 
 def as_control_tensor(controls) -> torch.Tensor:
@@ -34,21 +36,49 @@ def as_control_tensor(controls) -> torch.Tensor:
     if hasattr(controls, "to_channels"):
         controls = controls.to_channels()
     if not torch.is_tensor(controls) or controls.ndim != 4:
-        raise ValueError("controls must be a Controls set or a tensor [N, 3 + N_c + 3, H, W]")
+        raise VloggerError("controls must be a Controls set or a tensor [N, 3 + N_c + 3, H, W]", "controls",
+                           CONTROLS_FIX)
     return controls
 
 
 def control_layout(controls) -> tuple[int, int, int, int]:
-    """(frames, channels, H, W) of a control tensor or a control_maps.Controls, without building
+    """(frames, channels, H, W) of a control tensor or a render.controls.Controls, without building
     the one-hot channels of a whole video."""
     if torch.is_tensor(controls):
         if controls.ndim != 4:
-            raise ValueError(f"controls must be [N, 3 + N_c + 3, H, W], got {tuple(controls.shape)}")
+            raise VloggerError(f"controls must be [N, 3 + N_c + 3, H, W], got {tuple(controls.shape)}",
+                               "controls", CONTROLS_FIX)
         return tuple(controls.shape)
     if hasattr(controls, "to_channels") and hasattr(controls, "dense"):
         n, h, w, _ = controls.dense.shape
-        return n, 3 + int(controls.num_parts) + 3, h, w
-    raise ValueError("controls must be a Controls set (control_maps.Controls) or a tensor [N, 3 + N_c + 3, H, W]")
+        return n, control_channels(controls.num_parts), h, w
+    raise VloggerError("controls must be a Controls set (render.controls.Controls) or a tensor "
+                       "[N, 3 + N_c + 3, H, W]", "controls", CONTROLS_FIX)
+
+
+def check_video_model(model, arg: str = "model") -> VideoDiffusionModel:
+    if not isinstance(model, VideoDiffusionModel):
+        raise VloggerError("the model is a super-resolution stage, not a video model", arg,
+                           "load a video-model folder (config kind 'video')")
+    return model
+
+
+def check_controls(model: VideoDiffusionModel, controls) -> int:
+    """The frame count of `controls` (a tensor or a Controls set), after checking them against
+    the model: its channel layout (dense 3 + N_c body parts + warped 3), its size, >= 1 frame."""
+    s = check_video_model(model).spec
+    frames, channels, h, w = control_layout(controls)
+    want = control_channels(s.num_parts)
+    if channels != want:
+        raise VloggerError(f"controls have {channels} channels ({channels - 6} body parts) but this model takes "
+                           f"{want} (dense 3 + {s.num_parts} body parts + warped 3)", "controls",
+                           "render the controls with the body model (part list) the video model was trained with")
+    if (h, w) != (s.image_size, s.image_size):
+        raise VloggerError(f"controls are {w}x{h} but this model takes {s.image_size}x{s.image_size}", "controls",
+                           f"render the controls at {s.image_size}x{s.image_size}")
+    if frames < 1:
+        raise VloggerError("controls hold no frames", "controls", "render at least one frame")
+    return frames
 
 
 def control_window(controls, start: int, stop: int) -> torch.Tensor:
@@ -60,23 +90,34 @@ def control_window(controls, start: int, stop: int) -> torch.Tensor:
     return as_control_tensor(controls[start:stop])
 
 
+def square_reference(image: torch.Tensor, size: int) -> torch.Tensor:
+    """A photo [H, W, C>=3] (RGB 0..1) -> the model's reference [1, 3, size, size]: the centre
+    square, resized (antialiased)."""
+    if image.ndim != 3 or image.shape[-1] < 3:
+        raise VloggerError(f"the reference must be one RGB image [H, W, 3], got {tuple(image.shape)}", "reference",
+                           "connect the photo of the person (an IMAGE)")
+    x = image[..., :3].permute(2, 0, 1)[None].float()
+    h, w = x.shape[-2:]
+    s = min(h, w)
+    x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    if s != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.clamp(0, 1)
+
+
 def build_condition(model: VideoDiffusionModel, controls: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """[N, 3+N_c+3, H, W] controls + reference [3, H, W] / [1, 3, H, W] (RGB 0..1) -> [N, K, H, W]."""
     s = model.spec
     controls = as_control_tensor(controls)
-    want = s.cond_channels - 3
-    if controls.shape[1] != want:
-        raise ValueError(f"controls have {controls.shape[1]} channels; this model takes {want} "
-                         f"(dense 3 + semantic {s.num_parts} + warped 3)")
-    if tuple(controls.shape[-2:]) != (s.image_size, s.image_size):
-        raise ValueError(f"controls are {controls.shape[-1]}x{controls.shape[-2]}; this model takes "
-                         f"{s.image_size}x{s.image_size}")
+    check_controls(model, controls)
     ref = reference if reference.ndim == 4 else reference[None]
     if ref.shape[0] != 1 or ref.shape[1] != 3:
-        raise ValueError(f"reference must be ONE RGB image [1, 3, H, W], got {tuple(reference.shape)}")
+        raise VloggerError(f"reference must be ONE RGB image [1, 3, H, W], got {tuple(reference.shape)}",
+                           "reference", "give one RGB photo")
     if tuple(ref.shape[-2:]) != (s.image_size, s.image_size):
-        raise ValueError(f"reference is {ref.shape[-1]}x{ref.shape[-2]}; this model takes "
-                         f"{s.image_size}x{s.image_size}")
+        raise VloggerError(f"reference is {ref.shape[-1]}x{ref.shape[-2]}; this model takes "
+                           f"{s.image_size}x{s.image_size}", "reference",
+                           f"resize it to {s.image_size}x{s.image_size} (square_reference)")
     ref = ref.to(controls).expand(controls.shape[0], -1, -1, -1)
     return torch.cat([controls, ref], dim=1)
 
@@ -86,14 +127,18 @@ def _model_device_dtype(model):
     return p.device, p.dtype
 
 
+def check_steps(steps: int, arg: str = "steps") -> None:
+    if steps < 1:
+        raise VloggerError(f"{arg} must be >= 1, got {steps}", arg, "use at least one denoising step")
+
+
 @torch.no_grad()
 def denoise(model: VideoDiffusionModel, cond: torch.Tensor, *, steps: int, generator: torch.Generator,
             scheduler: str = "ddim", guidance: float = 1.0, known: torch.Tensor | None = None,
             known_mask: torch.Tensor | None = None, progress: Progress = None, interrupt: Interrupt = None,
             step_offset: int = 0, total_steps: int | None = None) -> torch.Tensor:
     """Run the reverse process for ONE clip of N = cond.shape[0] frames; returns x0 [N, C, h, w]."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_steps(steps)
     device, dtype = _model_device_dtype(model)
     n = cond.shape[0]
     sched = make_scheduler(model.spec.scheduler_config, scheduler)
@@ -130,11 +175,12 @@ def sample_clip(model: VideoDiffusionModel, reference: torch.Tensor, controls, *
                 progress: Progress = None, interrupt: Interrupt = None) -> torch.Tensor:
     """One clip of exactly model.spec.num_frames frames -> RGB 0..1 [N, 3, H, W] (on the CPU).
 
-    Other lengths go through temporal_outpainting.outpaint."""
+    Other lengths go through outpainting.outpaint."""
     controls = as_control_tensor(controls)
-    if controls.shape[0] != model.spec.num_frames:
-        raise ValueError(f"controls have {controls.shape[0]} frames; this model makes clips of "
-                         f"{model.spec.num_frames} frames (use temporal outpainting for other lengths)")
+    frames, n = check_controls(model, controls), model.spec.num_frames
+    if frames != n:
+        raise VloggerError(f"controls hold {frames} frames but this model makes clips of {n}", "controls",
+                           f"give exactly {n} frames, or use temporal outpainting for other lengths")
     cond = build_condition(model, controls, reference)
     gen = torch.Generator().manual_seed(int(seed))
     x0 = denoise(model, cond, steps=steps, generator=gen, scheduler=scheduler, guidance=guidance,

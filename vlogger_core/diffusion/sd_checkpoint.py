@@ -21,12 +21,15 @@ from diffusers.loaders.single_file_utils import (
     convert_ldm_vae_checkpoint,
     infer_diffusers_model_type,
 )
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
+from ..errors import VloggerError
 from .model import read_config
+from .weights import mismatches
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
+CHECKPOINT_FIX = "choose a full single-file SD 1.x checkpoint (.safetensors, e.g. v1-5) from models/checkpoints"
 _NAMES = {"v2": "Stable Diffusion 2.x", "xl_base": "SDXL", "xl_refiner": "SDXL refiner",
           "playground-v2-5": "Playground v2.5", "inpainting": "an SD 1.x inpainting model (9 input channels)",
           "upscale": "the SD x4 upscaler", "controlnet": "a ControlNet", "sd3": "SD3", "sd35_large": "SD3.5",
@@ -38,60 +41,55 @@ class _Shape:
         self.shape = torch.Size(shape)
 
 
-def read_sd_checkpoint(path: str | Path) -> tuple[dict, dict]:
+def read_sd_checkpoint(checkpoint: str | Path) -> tuple[dict, dict]:
     """(unet+vae tensors in LDM layout, {key: shape} of everything) from a .safetensors file."""
-    path = Path(path)
+    path = Path(checkpoint)
     if path.suffix.lower() != ".safetensors":
-        raise ValueError(f"'{path.name}' is not a .safetensors file; pickled checkpoints (.ckpt/.pt) are "
-                         "never loaded. Convert it to .safetensors first")
+        raise VloggerError(f"'{path.name}' is not a .safetensors file; pickled checkpoints (.ckpt/.pt) are "
+                           "never loaded", "checkpoint", "convert it to .safetensors first")
     tensors, shapes = {}, {}
-    with safe_open(str(path), framework="pt") as f:
-        for key in f.keys():
-            shapes[key] = f.get_slice(key).get_shape()
-            if key.startswith((UNET_PREFIX, VAE_PREFIX)):
-                tensors[key] = f.get_tensor(key)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                shapes[key] = f.get_slice(key).get_shape()
+                if key.startswith((UNET_PREFIX, VAE_PREFIX)):
+                    tensors[key] = f.get_tensor(key)
+    except (OSError, SafetensorError) as e:
+        raise VloggerError(f"cannot read '{path.name}' ({e})", "checkpoint", CHECKPOINT_FIX) from None
     return tensors, shapes
 
 
 def check_sd1(shapes: dict, unet_config: dict) -> None:
-    """Raise a clear ValueError unless the file looks like an SD 1.x checkpoint for this config."""
+    """Raise a clear VloggerError unless the file looks like an SD 1.x checkpoint for this config."""
     if not any(k.startswith(UNET_PREFIX) for k in shapes):
-        raise ValueError("this file holds no Stable Diffusion UNet (no 'model.diffusion_model.*' keys): it is not "
-                         "a single-file SD 1.x checkpoint (LoRAs, VAEs, diffusers folders and other "
-                         "architectures are not accepted)")
+        raise VloggerError("this file holds no Stable Diffusion UNet (no 'model.diffusion_model.*' keys): it is not "
+                           "a single-file SD 1.x checkpoint (LoRAs, VAEs, diffusers folders and other "
+                           "architectures are not accepted)", "checkpoint", CHECKPOINT_FIX)
     kind = infer_diffusers_model_type({k: _Shape(s) for k, s in shapes.items()})
     if kind != "v1":
-        raise ValueError(f"this checkpoint looks like {_NAMES.get(kind, kind)}, not Stable Diffusion 1.x; "
-                         "the latent video base needs an SD 1.x-family checkpoint (e.g. v1-5)")
+        raise VloggerError(f"this checkpoint looks like {_NAMES.get(kind, kind)}, not Stable Diffusion 1.x; "
+                           "the latent video base needs an SD 1.x-family checkpoint", "checkpoint", CHECKPOINT_FIX)
     if not any(k.startswith(VAE_PREFIX) for k in shapes):
-        raise ValueError("this checkpoint has no VAE ('first_stage_model.*'); use a full SD 1.x checkpoint")
+        raise VloggerError("this checkpoint has no VAE ('first_stage_model.*')", "checkpoint", CHECKPOINT_FIX)
     key = UNET_PREFIX + "input_blocks.0.0.weight"
     if key in shapes and list(shapes[key])[1] != unet_config["in_channels"]:
-        raise ValueError(f"the UNet takes {list(shapes[key])[1]} input channels, SD 1.x takes "
-                         f"{unet_config['in_channels']}")
+        raise VloggerError(f"the UNet takes {list(shapes[key])[1]} input channels, SD 1.x takes "
+                           f"{unet_config['in_channels']}", "checkpoint", CHECKPOINT_FIX)
 
 
 def _load_checked(model: torch.nn.Module, sd: dict, what: str) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    wrong = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
-    if missing or unexpected or wrong:
-        lines = [f"{what}: the checkpoint does not match the SD 1.x architecture"]
-        for label, keys in (("missing", missing), ("unexpected", unexpected)):
-            if keys:
-                lines.append(f"  {len(keys)} {label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}")
-        for k in wrong[:6]:
-            lines.append(f"  shape {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}")
-        raise ValueError("\n".join(lines))
+    problems = mismatches(model.state_dict(), sd)
+    if problems:
+        raise VloggerError("\n".join([f"{what}: the checkpoint does not match the SD 1.x architecture", *problems]),
+                           "checkpoint", CHECKPOINT_FIX)
     model.load_state_dict(sd)
 
 
-def load_sd1_checkpoint(path: str | Path, unet_config="sd15_unet", vae_config="sd15_vae",
+def load_sd1_checkpoint(checkpoint: str | Path, unet_config="sd15_unet", vae_config="sd15_vae",
                         dtype: torch.dtype = torch.float32) -> tuple[UNet2DConditionModel, AutoencoderKL]:
     """UNet + VAE of an SD 1.x single-file checkpoint, built from the shipped configs (offline)."""
     ucfg, vcfg = read_config(unet_config), read_config(vae_config)
-    tensors, shapes = read_sd_checkpoint(path)
+    tensors, shapes = read_sd_checkpoint(checkpoint)
     check_sd1(shapes, ucfg)
     tensors = {k: v.to(dtype) for k, v in tensors.items()}
     unet = UNet2DConditionModel.from_config(ucfg)

@@ -21,8 +21,9 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from ..callbacks import Interrupt, Progress, check, report
-from .model import read_config
-from .sampling import make_scheduler
+from ..errors import VloggerError
+from .model import SPEC_FIX, read_config
+from .sampling import check_steps, make_scheduler
 from .temporal import add_temporal_layers, set_num_frames
 
 
@@ -44,14 +45,6 @@ class SRSpec:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def sr256_spec(**kw) -> SRSpec:
-    return SRSpec(**kw)
-
-
-def sr512_spec(**kw) -> SRSpec:
-    return SRSpec(**{"unet_config": "sr512_unet", "in_size": 256, "out_size": 512, **kw})
-
-
 class SuperResolutionModel(nn.Module):
     def __init__(self, spec: SRSpec, unet: UNet2DConditionModel | None = None):
         super().__init__()
@@ -59,10 +52,11 @@ class SuperResolutionModel(nn.Module):
         self.unet = unet if unet is not None else UNet2DConditionModel.from_config(read_config(spec.unet_config))
         cfg = self.unet.config
         if cfg.in_channels != 6 or cfg.out_channels != 3:
-            raise ValueError("an SR UNet takes 6 channels (noisy 3 + upsampled low-res 3) and predicts 3")
+            raise VloggerError("an SR UNet takes 6 channels (noisy 3 + upsampled low-res 3) and predicts 3",
+                               "spec", SPEC_FIX)
         self.multiple = 2 ** (len(cfg.block_out_channels) - 1)
         if spec.out_size % self.multiple:
-            raise ValueError(f"out_size {spec.out_size} must be a multiple of {self.multiple}")
+            raise VloggerError(f"out_size {spec.out_size} must be a multiple of {self.multiple}", "spec", SPEC_FIX)
         self.context = nn.Parameter(torch.zeros(1, spec.context_tokens, cfg.cross_attention_dim))
         self.temporal = nn.ModuleList(add_temporal_layers(self.unet, spec.temporal_kernel))
 
@@ -148,21 +142,43 @@ class TilePlan:
             self.log(f"SR ran out of memory; retrying with {new}-pixel tiles (overlap {self.overlap})")
 
 
-def check_tiling(model: SuperResolutionModel, tile: int, overlap: int) -> None:
+def check_sr_model(model, arg: str = "model") -> SuperResolutionModel:
+    """The model, if it is a super-resolution stage (anything with an SRSpec)."""
+    if not isinstance(getattr(model, "spec", None), SRSpec):
+        raise VloggerError("the model is a video model, not a super-resolution stage", arg,
+                           "load an SR folder (config kind 'super_resolution')")
+    return model
+
+
+def check_tiling(model: SuperResolutionModel, tile: int, overlap: int, tile_arg: str = "tile",
+                 overlap_arg: str = "overlap") -> None:
+    """Tiles are a multiple of the UNet's size step and overlap by at most half (the caller's
+    argument names go into the error)."""
     if tile <= 0:
         return
     if tile % model.multiple:
-        raise ValueError(f"tile {tile} must be a multiple of {model.multiple} for this SR model (or 0 = untiled)")
+        raise VloggerError(f"tile {tile} must be a multiple of {model.multiple} for this SR model (or 0 = untiled)",
+                           tile_arg, f"use a multiple of {model.multiple}, or 0 for whole frames")
     if not 0 <= overlap <= tile // 2:
-        raise ValueError(f"overlap {overlap} must be between 0 and half the tile ({tile // 2})")
+        raise VloggerError(f"overlap {overlap} must be between 0 and half the tile ({tile // 2})", overlap_arg,
+                           f"use an overlap from 0 to {tile // 2}")
+
+
+def check_window_overlap(model: SuperResolutionModel, chunk_overlap: int, arg: str = "chunk_overlap") -> None:
+    n = model.spec.num_frames
+    if not 0 <= chunk_overlap < n:
+        raise VloggerError(f"{arg} must be between 0 and N-1 = {n - 1} (the SR window is {n} frames), "
+                           f"got {chunk_overlap}", arg, f"use 0 .. {n - 1}")
 
 
 def _check_frames(s: SRSpec, frames: torch.Tensor) -> None:
     if frames.ndim != 4 or frames.shape[1] != 3:
-        raise ValueError(f"frames must be RGB [T, 3, H, W], got {tuple(frames.shape)}")
+        raise VloggerError(f"frames must be RGB [T, 3, H, W], got {tuple(frames.shape)}", "frames",
+                           "give an RGB frame batch")
     if tuple(frames.shape[-2:]) != (s.in_size, s.in_size):
-        raise ValueError(f"frames are {frames.shape[-1]}x{frames.shape[-2]}; this SR stage takes "
-                         f"{s.in_size}x{s.in_size} (-> {s.out_size}x{s.out_size})")
+        raise VloggerError(f"frames are {frames.shape[-1]}x{frames.shape[-2]}; this SR stage takes "
+                           f"{s.in_size}x{s.in_size} (-> {s.out_size}x{s.out_size})", "frames",
+                           f"feed {s.in_size}x{s.in_size} frames (the previous stage's output)")
 
 
 def sr_windows(total: int, num_frames: int, chunk_overlap: int) -> int:
@@ -211,12 +227,10 @@ def super_resolve_stream(model: SuperResolutionModel, frames: Iterable[torch.Ten
     every window after the first re-uses the last k upscaled frames as known frames, so the
     windows join without a jump (temporal outpainting for SR); memory stays flat. On
     out-of-memory the tile is halved and the step retried (`plan` / `log` report it)."""
-    s = model.spec
+    s = check_sr_model(model).spec
     n = s.num_frames
-    if not 0 <= chunk_overlap < n:
-        raise ValueError(f"chunk_overlap must be between 0 and N-1 = {n - 1}, got {chunk_overlap}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    check_window_overlap(model, chunk_overlap)
+    check_steps(steps)
     check_tiling(model, tile, overlap)
     plan = plan or TilePlan(model, tile, overlap, log)
     gen = torch.Generator().manual_seed(int(seed))
@@ -251,7 +265,7 @@ def super_resolve(model: SuperResolutionModel, frames: torch.Tensor, *, steps: i
                   progress: Progress = None, interrupt: Interrupt = None, plan: TilePlan | None = None,
                   log=None) -> torch.Tensor:
     """RGB 0..1 [T, 3, in, in] -> RGB 0..1 [T, 3, out, out], in windows of spec.num_frames frames."""
-    _check_frames(model.spec, frames)
+    _check_frames(check_sr_model(model).spec, frames)
     return torch.cat(list(super_resolve_stream(
         model, [frames], steps=steps, seed=seed, scheduler=scheduler, tile=tile, overlap=overlap,
         chunk_overlap=chunk_overlap, total_frames=frames.shape[0], progress=progress, interrupt=interrupt,

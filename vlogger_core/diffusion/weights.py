@@ -7,7 +7,7 @@
                                  SD 1.x checkpoint in models/checkpoints)
 
 Loading checks every tensor's name and shape against the model the config builds and raises one
-ValueError listing all that does not match. Safetensors only, never pickle.
+VloggerError (arg "folder") listing all that does not match. Safetensors only, never pickle.
 """
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import VloggerError
 from .model import VideoDiffusionModel, VideoSpec, build_base_unet, build_video_model
 from .super_resolution import SRSpec, SuperResolutionModel
 from .temporal import unwrapped_state_dict
@@ -24,6 +26,7 @@ from .temporal import unwrapped_state_dict
 FORMAT = "vlogger-video"
 TRAINED = "trained_parts.safetensors"
 BASE = "base_unet.safetensors"
+FOLDER_FIX = "pick a folder written by the training nodes (config.json + trained_parts.safetensors)"
 
 
 def _save(tensors: dict, path: Path) -> None:
@@ -48,28 +51,39 @@ def read_folder_config(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / "config.json"
     if not path.is_file():
-        raise ValueError(f"'{folder}' has no config.json; it is not a VLOGGER video-model folder")
-    cfg = json.loads(path.read_text())
-    if cfg.get("format") != FORMAT or cfg.get("kind") not in ("video", "super_resolution"):
-        raise ValueError(f"'{path}' is not a VLOGGER video-model config (format {cfg.get('format')!r})")
+        raise VloggerError(f"'{folder}' has no config.json; it is not a VLOGGER video-model folder", "folder",
+                           FOLDER_FIX)
+    try:
+        cfg = json.loads(path.read_text())
+    except ValueError as e:
+        raise VloggerError(f"'{path}' is not valid JSON ({e})", "folder", FOLDER_FIX) from None
+    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT or cfg.get("kind") not in ("video", "super_resolution"):
+        raise VloggerError(f"'{path}' is not a VLOGGER video-model config", "folder", FOLDER_FIX)
     if not (folder / TRAINED).is_file():
-        raise ValueError(f"'{folder}' has no {TRAINED}")
+        raise VloggerError(f"'{folder}' has no {TRAINED}", "folder", FOLDER_FIX)
     return cfg
+
+
+def mismatches(expected: dict, got: dict) -> list[str]:
+    """Lines naming the tensors `got` lacks, has beyond `expected`, or has in another shape."""
+    wrong = [f"{k}: file {tuple(got[k].shape)} vs model {tuple(expected[k].shape)}"
+             for k in sorted(set(got) & set(expected)) if tuple(got[k].shape) != tuple(expected[k].shape)]
+    groups = (("missing", sorted(set(expected) - set(got))), ("unexpected", sorted(set(got) - set(expected))),
+              ("wrong shape", wrong))
+    return [f"  {len(items)} {label}: " + "; ".join(items[:8]) + (" ..." if len(items) > 8 else "")
+            for label, items in groups if items]
 
 
 def load_checked(expected: dict, path: Path, what: str) -> dict:
     """Tensors of `path`, after checking names and shapes against `expected`; all problems listed."""
-    got = load_file(str(path))
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    wrong = [f"{k}: file {tuple(got[k].shape)} vs model {tuple(expected[k].shape)}"
-             for k in sorted(set(got) & set(expected)) if tuple(got[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        lines = [f"{what} ({path.name}) does not match the model its config.json describes:"]
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if items:
-                lines.append(f"  {len(items)} {label}: " + "; ".join(items[:8]) + (" ..." if len(items) > 8 else ""))
-        raise ValueError("\n".join(lines))
+    try:
+        got = load_file(str(path))
+    except (OSError, SafetensorError) as e:
+        raise VloggerError(f"cannot read {what} ({path.name}: {e})", "folder", FOLDER_FIX) from None
+    problems = mismatches(expected, got)
+    if problems:
+        raise VloggerError("\n".join([f"{what} ({path.name}) does not match the model its config.json describes:",
+                                      *problems]), "folder", "use the config.json saved with these weights")
     return got
 
 
@@ -86,13 +100,14 @@ def load_model(folder: str | Path, *, checkpoint: str | Path | None = None, devi
     spec = VideoSpec.from_json(cfg["spec"])
     if spec.latent_scale > 1:
         if checkpoint is None:
-            raise ValueError(f"this video model runs on a Stable Diffusion 1.x base ({spec.base}); choose the "
-                             "SD 1.x checkpoint it was trained on")
+            raise VloggerError(f"this video model runs on a Stable Diffusion 1.x base ({spec.base}) and needs the "
+                               "SD 1.x checkpoint it was trained on", "checkpoint",
+                               "choose that checkpoint (a single-file .safetensors in models/checkpoints)")
         from .sd_checkpoint import load_sd1_checkpoint
         base, vae = load_sd1_checkpoint(checkpoint, spec.unet_config, spec.vae_config)
     else:
         if not (folder / BASE).is_file():
-            raise ValueError(f"'{folder}' is a pixel-space video model but has no {BASE}")
+            raise VloggerError(f"'{folder}' is a pixel-space video model but has no {BASE}", "folder", FOLDER_FIX)
         base, vae = build_base_unet(spec.unet_config), None
         base.load_state_dict(load_checked(base.state_dict(), folder / BASE, "base UNet"))
     model = build_video_model(spec, base, vae)

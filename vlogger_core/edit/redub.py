@@ -2,13 +2,12 @@
 speech by regenerating only chosen regions (mouth, eyes, face) and keeping every other pixel.
 
 How (default renderer, no weights):
-1. The body is fitted to the video: one frame fully (reference_fit: camera with its FOV, shape,
-   orientation, pose, expression), then tracked through every frame from mediapipe's face
-   landmarks (shape, camera and orientation fixed; per-frame head/neck/jaw rotation, expression
-   and translation; reprojection error plus frame-to-frame smoothness, 240 frames per batch:
-   track_fit). Without mediapipe (detector 'opencv'): one fit on the first frame and the face box
-   tracked as a 2D similarity per frame (coarser: the old mouth's motion is not known, so dilate
-   more).
+1. The body is fitted to the video (body/track.py): one frame fully (camera with its FOV, shape,
+   orientation, pose, expression), then tracked through every frame from the face landmarks
+   (body/detect.py; shape, camera and orientation fixed; per-frame head/neck/jaw rotation,
+   expression and translation, with frame-to-frame smoothness). With detector 'opencv': one
+   fit on the first frame and the face box tracked as a 2D similarity per frame (coarser: the old
+   mouth's motion is not known, so dilate more).
 2. Per output frame t, the source frame s (see "Length") keeps its own fitted pose and expression
    except the region's: its expression channels become the person's resting value (10th
    percentile over the video) plus the NEW motion's, and its joints (jaw / eyes) the rest pose
@@ -39,14 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..body.camera import PerspectiveCamera
-from ..body.reference import (
-    MP_STATIC,
-    FitInputError,
-    FitOverrides,
-    fit_reference,
-    mediapipe_available,
-)
+from ..body.fit import FitInputError
+from ..body.model import check_expression_set
+from ..body.track import VideoTrack, fit_video
 from ..callbacks import Interrupt, Progress, check, report
 from ..errors import VloggerError
 from ..motion.params import ARKIT52, SMPLX_INDEX, Motion, axis_angle_to_matrix
@@ -93,26 +87,11 @@ class RedubSettings:
     region: str = "mouth"
     dilate: int = 6          # pixels the region grows by (at the video's size)
     feather: int = 4         # pixels of soft edge outside the grown region
-    detector: str = "auto"   # auto | mediapipe | opencv
+    detector: str = "auto"   # body/track.py's VIDEO_DETECTORS: auto | landmarks | mediapipe | opencv
     window: int = 24         # frames per streamed window (default renderer)
     fit_iters: int = 60
     steps: int = 25          # diffusion only
     seed: int = 0            # diffusion only
-
-
-@dataclass
-class VideoTrack:
-    """The body fitted to the video's frames (shape, camera, placement shared)."""
-
-    camera: PerspectiveCamera   # at the video's size
-    betas: torch.Tensor         # [S]
-    global_orient: torch.Tensor  # [3]
-    transl: torch.Tensor        # [T,3]
-    poses: torch.Tensor         # [T,55,3,3]
-    expression: torch.Tensor    # [T,E]
-    affine: np.ndarray | None   # [T,2,3] fit coordinates -> frame (opencv tracking), None = per-frame fit
-    method: str
-    lost: int                   # frames whose face was not found
 
 
 def region_channels(expression_set: str, region: str) -> list[int]:
@@ -147,154 +126,6 @@ def pingpong(t: int, n: int) -> int:
 def source_index(t: int, n: int, motion_fps: float, video_fps: float) -> int:
     """The video frame shown at output frame t (nearest in time, then ping-pong)."""
     return pingpong(int(round(t * video_fps / motion_fps)), n)
-
-
-# ----------------------------------------------------------------------------- fitting the video
-def _face_landmarks(frames: np.ndarray, interrupt: Interrupt, progress: Progress) -> np.ndarray:
-    """[T,51,2] the body's face landmarks (iBUG 17..67) per frame, NaN where no face."""
-    import mediapipe as mp
-
-    T, H, W = frames.shape[:3]
-    out = np.full((T, len(MP_STATIC), 2), np.nan, np.float32)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1) as fm:
-        for i, f in enumerate(frames):
-            check(interrupt)
-            r = fm.process(f)
-            if r.multi_face_landmarks:
-                lm = r.multi_face_landmarks[0].landmark
-                out[i] = [[lm[k].x * W, lm[k].y * H] for k in MP_STATIC]
-            report(progress, i + 1, T)
-    return out
-
-
-def _face_box_points(rgb: np.ndarray) -> np.ndarray | None:
-    from ..body.reference import detect_opencv
-    box = detect_opencv(rgb)
-    if box is None:
-        return None
-    x, y, bw, bh = box
-    return np.array([[x, y], [x + bw, y], [x, y + bh], [x + bw, y + bh]], np.float32)
-
-
-def fit_video(body, frames: np.ndarray, detector: str = "auto", iters: int = 60, device="cpu",
-              interrupt: Interrupt = None, progress: Progress = None) -> VideoTrack:
-    """Fit the body to video frames [T,H,W,3] uint8 (see the module docstring, step 1)."""
-    if detector not in ("auto", "mediapipe", "opencv"):
-        raise InpaintError(f"unknown detector {detector!r}", "detector", "choose auto, mediapipe or opencv")
-    T, H, W = frames.shape[:3]
-    if detector == "mediapipe" and not mediapipe_available():
-        raise InpaintError("mediapipe is not installed (optional extra)", "detector",
-                           "pip install mediapipe==0.10.21, or choose detector 'opencv'")
-    if detector != "opencv" and mediapipe_available():
-        face = _face_landmarks(frames, interrupt, progress)
-        found = ~np.isnan(face[..., 0]).any(1)
-        if not found.any():
-            raise InpaintError("no face found in any frame of the video: the edit needs a visible face")
-        first = int(np.argmax(found))
-        try:
-            fit0 = fit_reference(torch.from_numpy(frames[first].astype(np.float32) / 255.0), body,
-                                 "mediapipe", FitOverrides(), device)
-        except FitInputError as e:
-            raise InpaintError(f"the body could not be fitted to frame {first} ({e})") from None
-        poses, expr, transl = track_fit(body, fit0, face, iters, interrupt)
-        return VideoTrack(fit0.camera, fit0.betas, fit0.global_orient, transl, poses, expr, None,
-                          "mediapipe: fit on one frame, tracked per frame", int((~found).sum()))
-    try:
-        fit = fit_reference(torch.from_numpy(frames[0].astype(np.float32) / 255.0), body, "opencv",
-                            FitOverrides(), device)
-    except FitInputError as e:
-        raise InpaintError(f"no face found in the video's first frame ({e})") from None
-    ref = _face_box_points(frames[0])
-    if ref is None:
-        raise InpaintError("no face found in the video's first frame: the edit needs a visible face")
-    affine, last, lost = np.empty((T, 2, 3), np.float32), np.float32([[1, 0, 0], [0, 1, 0]]), 0
-    for i, f in enumerate(frames):
-        check(interrupt)
-        pts = _face_box_points(f)
-        if pts is not None:
-            m, _ = cv2.estimateAffinePartial2D(ref, pts, method=cv2.LMEDS)
-            if m is not None:
-                last = m.astype(np.float32)
-        else:
-            lost += 1
-        affine[i] = last                                  # a lost face keeps the last transform
-        report(progress, i + 1, T)
-    return VideoTrack(fit.camera, fit.betas, fit.global_orient, fit.transl[None].repeat(T, 1),
-                      fit.reference_pose[None].repeat(T, 1, 1, 1), fit.expression[None].repeat(T, 1),
-                      affine, "opencv first-frame fit + face-box tracking", lost)
-
-
-TRACK_JOINTS = ["spine3", "neck", "head", "jaw"]
-
-
-def track_fit(body, fit0, face: np.ndarray, iters: int = 60, interrupt: Interrupt = None,
-              chunk: int = 240) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-frame (poses [T,55,3,3], expression [T,E], transl [T,3]) from face landmarks
-    [T,51,2] (NaN: no face), warm-started from one frame's fit `fit0` whose camera, shape and
-    orientation stay fixed: head/neck/jaw rotations, expression and translation per frame,
-    landmark reprojection error plus frame-to-frame smoothness, `chunk` frames per batch."""
-    dev = body.device
-    f32 = dict(device=dev, dtype=torch.float32)
-    cam = fit0.camera
-    K, Rc, tc = cam.intrinsics().to(**f32), cam.rotation.to(**f32), cam.translation.to(**f32)
-    lmk_vid, lmk_w = body.landmark_vertex_weights()
-    uniq, inv = torch.unique(lmk_vid.reshape(-1), return_inverse=True)
-    inv = inv.reshape(-1, 3)
-    base = fit0.reference_pose.to(**f32)
-    jidx = torch.tensor([SMPLX_INDEX[j] for j in TRACK_JOINTS], device=dev)
-    arkit = body.expression_set == "arkit52"
-    T = len(face)
-    good = face[~np.isnan(face[..., 0]).any(1)]
-    scale = 2.0 * float(np.linalg.norm(good - good.mean(1, keepdims=True), axis=-1).mean().clip(1.0))
-    outs = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)        # hundreds of small ops: one thread is faster
-    try:
-        with torch.inference_mode(False), torch.enable_grad():
-            for a in range(0, T, chunk):
-                check(interrupt)
-                f = face[a:a + chunk]
-                n = len(f)
-                ok = torch.from_numpy(~np.isnan(f[..., 0]).any(1)).to(**f32)
-                lt = torch.from_numpy(np.nan_to_num(f)).to(**f32)
-                dpose = torch.zeros(n, len(TRACK_JOINTS), 3, **f32, requires_grad=True)
-                dtr = torch.zeros(n, 3, **f32, requires_grad=True)
-                expr = fit0.expression.to(**f32)[None].repeat(n, 1).requires_grad_(True)
-                betas = fit0.betas.to(**f32)[None].expand(n, -1)
-                orient = fit0.global_orient.to(**f32)[None].expand(n, -1)
-
-                def loss_fn():
-                    poses = base[None].repeat(n, 1, 1, 1)
-                    poses[:, jidx] = base[jidx][None] @ axis_angle_to_matrix(dpose)
-                    pts, _ = body.posed_points(uniq, betas, orient, fit0.transl.to(**f32)[None] + dtr,
-                                               poses, expr)
-                    lm = (pts[:, inv] * lmk_w[None, ..., None]).sum(2) @ Rc.T + tc
-                    uv = lm[..., :2] / lm[..., 2:3].clamp_min(1e-3) * K[0, 0] + K[:2, 2]
-                    e = ((uv - lt) / scale).pow(2).sum(-1).mean(-1) * ok
-                    loss = e.sum() / ok.sum().clamp_min(1.0) + 2e-2 * dpose.pow(2).mean(0).sum()
-                    loss = loss + (1e-3 if arkit else 1e-2) * expr.pow(2).mean(0).sum()
-                    if n > 1:                 # frame-to-frame smoothness
-                        loss = loss + 0.5 * (dpose[1:] - dpose[:-1]).pow(2).mean(0).sum() \
-                            + 0.05 * (expr[1:] - expr[:-1]).pow(2).mean(0).sum() \
-                            + 20.0 * (dtr[1:] - dtr[:-1]).pow(2).mean(0).sum()
-                    return loss, poses
-
-                opt = torch.optim.Adam([dpose, dtr, expr], lr=0.02)
-                for _ in range(iters):
-                    opt.zero_grad()
-                    loss, _ = loss_fn()
-                    loss.backward()
-                    opt.step()
-                    with torch.no_grad():
-                        if arkit:
-                            expr.clamp_(0.0, 1.0)
-                with torch.no_grad():
-                    _, poses = loss_fn()
-                outs.append((poses.detach().cpu(), expr.detach().cpu(),
-                             (fit0.transl.to(**f32)[None] + dtr).detach().cpu()))
-    finally:
-        torch.set_num_threads(threads)
-    return tuple(torch.cat(x) for x in zip(*outs))
 
 
 # ----------------------------------------------------------------------------- masks and composite
@@ -383,14 +214,10 @@ class _Editor:
         return (p_src, e_src), (p_tgt, e_tgt)
 
     def pose(self, poses, expr, transl) -> torch.Tensor:
-        n, t, b = poses.shape[0], self.track, self.body
-        args = (t.betas[None].expand(n, -1).float(), t.global_orient[None].expand(n, -1).float(),
-                transl.float(), poses, expr)
-        with torch.no_grad():
-            if getattr(b, "_zero_posedirs", False) and b.device.type == "cpu":
-                from ..body.skinning import skin_vertices
-                return skin_vertices(b, *args)
-            return b.forward(*[a.to(b.device) for a in args])["vertices"].cpu()
+        n, t = poses.shape[0], self.track
+        return self.body.posed_vertices(t.betas[None].expand(n, -1).float(),
+                                        t.global_orient[None].expand(n, -1).float(), transl.float(), poses, expr,
+                                        "cpu")
 
     def window(self, frames: np.ndarray, src: list[int], start: int, stop: int, dilate: int, feather: int):
         """Rendered frames, masks [n,H,W] (in video coordinates) and target vertices."""
@@ -465,9 +292,7 @@ def redub_frames(body, frames: np.ndarray, motion: Motion, settings: RedubSettin
     if min(H, W) < 64:
         raise InpaintError(f"the video is {W}x{H}; at least 64x64 is needed to find the face")
     region_channels(body.expression_set, settings.region)          # validates the region
-    if motion.expression_set != body.expression_set:
-        raise InpaintError(f"the motion drives '{motion.expression_set}' but the body uses "
-                           f"'{body.expression_set}'", "motion", "sample the motion with a model for this body")
+    check_expression_set(body, motion.expression_set)
     if video_model is not None:
         check_video_model(video_model, body)
     video_fps = float(video_fps or motion.fps)
@@ -483,8 +308,11 @@ def redub_frames(body, frames: np.ndarray, motion: Motion, settings: RedubSettin
     used = max(src_all) + 1                         # only the frames the output shows are fitted
     fit_units = used
     total = fit_units + n
-    track = fit_video(body, u8[:used], settings.detector, settings.fit_iters, device, interrupt,
-                      lambda d, _t: report(progress, d, total))
+    try:
+        track = fit_video(body, u8[:used], settings.detector, settings.fit_iters, device, interrupt,
+                          lambda d, _t: report(progress, d, total))
+    except FitInputError as e:                     # blames 'frames' or 'detector'
+        raise InpaintError(e.message, e.arg, e.fix) from None
     if log is not None:
         log(f"fitted {used} frames ({track.method}); face lost in {track.lost}")
     editor = _Editor(body, track, motion, settings.region, W, H)
@@ -570,7 +398,7 @@ class _MaskedDiffusion:
         from ..diffusion.sampling import build_condition, denoise
         model, n = self.model, len(original)
         ctl = control_maps.render_maps(v_tgt, self.body.faces, self.body.face_labels,
-                                       control_maps._dense_colors(self.body), self.cam, self.ref_colors,
+                                       control_maps.dense_colors(self.body), self.cam, self.ref_colors,
                                        self.ref_visible, list(self.body.part_names), "numba",
                                        control_maps.CULL_BODY_BACKFACES).to_channels()     # [n,K,H,W]
         y0, x0, c = self.box

@@ -24,13 +24,16 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..audio.features import FEATURE_DIM
+from ..errors import VloggerError
 from .params import MOTION_JOINTS, expression_names
 
 CONFIG_KEY = "vlogger_motion_config"
 FORMAT = "vlogger-motion-diffusion-v1"
+MODEL_FIX = "use a motion model written by scripts/train_motion.py (a .safetensors file)"
 
 
 @dataclass
@@ -194,10 +197,16 @@ def read_metadata(path: str) -> dict:
 
 
 def load_motion_model(path: str, device="cpu") -> MotionDiffusion:
-    meta = read_metadata(path)
-    if meta.get("format") != FORMAT or CONFIG_KEY not in meta:
-        raise ValueError(f"{path} is not a VLOGGER motion model (no '{CONFIG_KEY}' metadata)")
-    model = MotionDiffusion(MotionModelConfig.from_json(meta[CONFIG_KEY]))
-    model.load_state_dict(load_file(path, device="cpu"))
+    """The model of a file written by save_motion_model; a VloggerError (arg "path") otherwise."""
+    try:
+        meta = read_metadata(path)
+        if meta.get("format") != FORMAT or CONFIG_KEY not in meta:
+            raise VloggerError(f"{path} is not a VLOGGER motion model (no '{CONFIG_KEY}' metadata)", "path", MODEL_FIX)
+        model = MotionDiffusion(MotionModelConfig.from_json(meta[CONFIG_KEY]))
+        model.load_state_dict(load_file(path, device="cpu"))
+    except VloggerError:
+        raise
+    except (OSError, SafetensorError, RuntimeError, TypeError, ValueError) as e:   # unreadable or mismatched
+        raise VloggerError(f"cannot load {path} ({e})", "path", MODEL_FIX) from None
     model.training_info = {k: v for k, v in meta.items() if k not in (CONFIG_KEY, "format")}
     return model.to(device).eval()

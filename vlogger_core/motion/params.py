@@ -10,10 +10,13 @@ A frame vector is  [ expression (E) | rot6d of MOTION_JOINTS (J*6) ]  in that or
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from ..errors import VloggerError
 
 # SMPL-X joint order (55 joints). Index = position in SMPL-X's full_pose.
 SMPLX_JOINTS = [
@@ -133,11 +136,6 @@ class Motion:
     def duration(self) -> float:
         return self.num_frames / self.fps
 
-    @property
-    def channel_names(self) -> list[str]:
-        names = expression_names(self.expression_set)
-        return names + [f"{j}.r6_{k}" for j in self.joints for k in range(6)]
-
     def as_vector(self) -> torch.Tensor:
         """[N, E + J*6] frame vectors in the documented order."""
         return torch.cat([self.expression, self.rot6d.reshape(self.num_frames, -1)], dim=1)
@@ -165,12 +163,19 @@ class Motion:
 
     @classmethod
     def load_npz(cls, path: str) -> "Motion":
-        with np.load(path, allow_pickle=False) as z:
-            if str(z.get("format", "")) != "vlogger-motion-v1":
-                raise ValueError(f"{path} is not a VLOGGER motion file (format key missing)")
-            return cls(float(z["fps"]), str(z["expression_set"]),
-                       torch.from_numpy(z["expression"]), torch.from_numpy(z["rot6d"]),
-                       [str(j) for j in z["joints"]])
+        """A motion saved by save_npz; a VloggerError (arg "path") for any other file."""
+        fix = "use a .npz written by Motion.save_npz (VLOGGER Save Motion)"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z.get("format", "")) != "vlogger-motion-v1":
+                    raise VloggerError(f"{path} is not a VLOGGER motion file (format key missing)", "path", fix)
+                return cls(float(z["fps"]), str(z["expression_set"]),
+                           torch.from_numpy(z["expression"]), torch.from_numpy(z["rot6d"]),
+                           [str(j) for j in z["joints"]])
+        except VloggerError:
+            raise
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:   # unreadable, or fields missing / wrong
+            raise VloggerError(f"cannot read {path} as a motion ({e})", "path", fix) from None
 
     @classmethod
     def neutral(cls, num_frames: int, fps: float, expression_set: str = "arkit52") -> "Motion":

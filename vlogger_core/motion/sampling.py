@@ -10,13 +10,15 @@ Artist controls scale the sampled residuals afterwards (see apply_controls).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from ..audio.features import audio_features, num_frames
-from ..audio.speech_io import MODEL_SAMPLE_RATE
 from ..callbacks import Interrupt, Progress, check, report
+from ..errors import VloggerError
+from ..threads import torch_threads
 from .model import MotionDiffusion
 from .params import (
     ARKIT52,
@@ -34,6 +36,7 @@ GESTURE_JOINTS = ["left_collar", "right_collar", "left_shoulder", "right_shoulde
 # Eye lids and gaze keep their natural size whatever the expression intensity.
 _EYE_CHANNELS = {n for n in ARKIT52 if n.startswith("eyeBlink") or n.startswith("eyeLook")}
 MIN_FPS, MAX_FPS = 1.0, 120.0
+SAMPLERS = ("ddim", "dpm")
 
 
 @dataclass
@@ -51,6 +54,17 @@ class SampleSettings:
     add_blinks: bool = False       # overlay blinks from the corpus' blink prior (seeded)
     cpu_threads: int = 1           # on CPU: the model is small, 1 thread beats 2 (sync overhead)
     pose_smoothing: int = 2        # passes of a [1,2,1]/4 filter over body/hand rotations
+
+    def check(self) -> None:
+        """A VloggerError naming the first unusable field (arg = the field's name)."""
+        if self.steps < 1:
+            raise VloggerError(f"steps must be >= 1, got {self.steps}", "steps", "use 25 (fewer is faster)")
+        if not 0 <= self.context < self.window:
+            raise VloggerError(f"context {self.context} is negative or not smaller than the window "
+                               f"({self.window})", "context",
+                               "use a context of about an eighth of the window (e.g. 32 of 256)")
+        if self.sampler not in SAMPLERS:
+            raise VloggerError(f"unknown sampler '{self.sampler}'", "sampler", f"choose one of {list(SAMPLERS)}")
 
 
 def _scheduler(model: MotionDiffusion, kind: str):
@@ -98,27 +112,21 @@ def _denoise_window(model, audio_n, ctx, steps, guidance, kind, gen, device, on_
 def sample_motion(model: MotionDiffusion, wave16k: torch.Tensor, fps: float,
                   settings: SampleSettings = SampleSettings(), device=None,
                   progress: Progress = None, interrupt: Interrupt = None) -> Motion:
-    """Mono 16 kHz speech -> Motion at `fps` with round(duration * fps) frames."""
+    """Mono 16 kHz speech -> Motion at `fps` with round(duration * fps) frames. Progress counts
+    denoising steps over all windows."""
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
+        raise VloggerError(f"fps {fps} is outside {MIN_FPS:g}..{MAX_FPS:g}", "fps",
+                           f"use {MIN_FPS:g}-{MAX_FPS:g} (24, 25 or 30 are usual)")
+    settings.check()
     device = torch.device(device or next(model.parameters()).device)
-    before = torch.get_num_threads()
     # Measured here: a 128-token window runs ~5x faster on 1 thread than on 2 when the other
-    # core is busy; the thread count is restored afterwards.
-    if device.type == "cpu" and settings.cpu_threads > 0:
-        torch.set_num_threads(settings.cpu_threads)
-    try:
+    # core is busy.
+    with torch_threads(settings.cpu_threads if device.type == "cpu" else None):
         return _sample(model, wave16k, fps, settings, device, progress, interrupt)
-    finally:
-        torch.set_num_threads(before)
 
 
 @torch.no_grad()
 def _sample(model, wave16k, fps, settings, device, progress, interrupt) -> Motion:
-    if not (MIN_FPS <= fps <= MAX_FPS):
-        raise ValueError(f"fps {fps} is outside {MIN_FPS:g}..{MAX_FPS:g}")
-    if settings.steps < 1:
-        raise ValueError("steps must be >= 1")
-    if not (0 <= settings.context < settings.window):
-        raise ValueError("context must be >= 0 and smaller than window")
     mfps = model.config.fps
     n_model = max(1, num_frames(wave16k.shape[0], mfps))
     feats = model.normalize_audio(audio_features(wave16k, mfps, n_model).to(device))
@@ -245,7 +253,3 @@ def mouth_opening(motion: Motion) -> torch.Tensor:
         ang = matrix_to_axis_angle(rot6d_to_matrix(motion.rot6d[:, motion.joints.index("jaw")])).norm(dim=-1)
         v = v + ang / JAW_MAX_RAD
     return v / 2
-
-
-def seconds_of(wave16k: torch.Tensor) -> float:
-    return wave16k.shape[0] / MODEL_SAMPLE_RATE

@@ -1,7 +1,6 @@
 """Numba kernels of the frame compositor's per-pixel work (one pass each, rows in parallel)."""
 from __future__ import annotations
 
-import numpy as np
 from numba import njit, prange
 
 

@@ -24,6 +24,9 @@ import numpy as np
 import torch
 
 from ..body.camera import PerspectiveCamera
+from ..callbacks import Interrupt, Progress, check, report
+from ..body.model import check_expression_set
+from ..errors import VloggerError
 from . import rasterizer
 
 # A fixed palette for the semantic visualisation (index = label id; 0 = background = black).
@@ -42,6 +45,24 @@ def palette(num_labels: int) -> np.ndarray:
     rng = np.random.default_rng(0)   # fixed seed: the same label always has the same colour
     extra = rng.uniform(0.25, 1.0, (num_labels - len(_PALETTE), 3)).astype(np.float32)
     return np.concatenate([_PALETTE, extra], 0)
+
+
+def control_channels_of(dense: torch.Tensor, warped: torch.Tensor, num_parts: int,
+                        semantic: torch.Tensor | None = None) -> torch.Tensor:
+    """The video model's control input [N, 3 + N_c + 3, H, W]: dense RGB | one-hot of the part
+    labels 1..N_c | warped RGB, from maps [N,H,W,3] and label ids [N,H,W] (None: every part
+    channel 0, for maps made elsewhere). The background has no channel of its own."""
+    if dense.ndim != 4 or dense.shape[-1] != 3:
+        raise VloggerError(f"dense maps must be [N,H,W,3], got {tuple(dense.shape)}", "dense",
+                           "give one RGB dense map per frame")
+    if warped.shape != dense.shape:
+        raise VloggerError(f"warped maps {tuple(warped.shape)} differ from the dense maps {tuple(dense.shape)}",
+                           "warped", "give both one image per frame at the same size")
+    if semantic is None:
+        parts = dense.new_zeros(*dense.shape[:3], num_parts)
+    else:
+        parts = torch.nn.functional.one_hot(semantic.long(), num_parts + 1)[..., 1:].to(dense.dtype)
+    return torch.cat([dense, parts, warped], -1).permute(0, 3, 1, 2).float().contiguous()
 
 
 @dataclass
@@ -89,14 +110,8 @@ class Controls:
         return pal[self.semantic.long()]
 
     def to_channels(self) -> torch.Tensor:
-        """[N, 3 + N_c + 3, H, W] float: dense RGB | semantic one-hot of labels 1..N_c | warped RGB.
-
-        This is the input layout of the video diffusion branch. The background has all N_c
-        semantic channels 0 (no explicit background channel).
-        """
-        n_c = self.num_parts
-        onehot = torch.nn.functional.one_hot(self.semantic.long(), n_c + 1)[..., 1:].float()
-        return torch.cat([self.dense, onehot, self.warped], -1).permute(0, 3, 1, 2).contiguous()
+        """[N, 3 + N_c + 3, H, W] float: the video diffusion branch's input (control_channels_of)."""
+        return control_channels_of(self.dense, self.warped, self.num_parts, self.semantic)
 
     def select(self, start: int, stop: int) -> "Controls":
         return Controls(self.dense[start:stop], self.semantic[start:stop], self.warped[start:stop],
@@ -173,7 +188,8 @@ def reference_colors_from(vertices: torch.Tensor, faces, camera: PerspectiveCame
     """
     img = image.detach().to("cpu", torch.float32).numpy()
     if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"reference image must be [H,W,3], got {tuple(img.shape)}")
+        raise VloggerError(f"reference image must be [H,W,3], got {tuple(img.shape)}", "image",
+                           "give the photo as one RGB image")
     h, w = img.shape[:2]
     cam = camera if (camera.width, camera.height) == (w, h) else camera_for(camera, w, h)
     v = vertices.reshape(1, -1, 3)
@@ -224,8 +240,26 @@ def render_maps(vertices: torch.Tensor, faces, face_labels, dense_colors, camera
 # never win the depth test, so culling them changes no pixel (checked on the shipped body in
 # tests/test_control_maps.py) and saves a third of the rasterizing time.
 CULL_BODY_BACKFACES = True
+# dense, warped and semantic RGB (12 B each), depth, alpha and a mask (4 B each), ids and flags
+BYTES_PER_PIXEL = 56
 
-def _dense_colors(body) -> np.ndarray:
+
+def controls_nbytes(frames: int, width: int, height: int) -> int:
+    """About how much memory render_motion's maps (and their previews) take."""
+    return frames * width * height * BYTES_PER_PIXEL
+
+
+def check_body_inputs(body, fit, motion=None) -> None:
+    """The fit and the motion were made for this body (its name, its expression set)."""
+    if getattr(fit, "body_name", body.name) != body.name:
+        raise VloggerError(f"the fit was made with body '{fit.body_name}', not '{body.name}'", "fit",
+                           "use the same body model for the fit and for rendering")
+    if motion is not None:
+        check_expression_set(body, motion.expression_set)
+
+
+def dense_colors(body) -> np.ndarray:
+    """The dense map's per-vertex colours [V,3] float32 (the body's own, else from its template)."""
     d = body.dense_colors() if hasattr(body, "dense_colors") else dense_colors_of(
         body.template_vertices())
     return np.ascontiguousarray(torch.as_tensor(d).detach().cpu().numpy(), dtype=np.float32)
@@ -244,32 +278,32 @@ def render_controls(body, fit, vertices: torch.Tensor, width: int, height: int,
                     ref_colors, ref_visible, backend: str = "numba") -> Controls:
     """Posed vertices [n,V,3] of `body` -> Controls at width x height with the fitted camera."""
     cam = camera_for(fit.camera, width, height)
-    return render_maps(vertices, body.faces, body.face_labels, _dense_colors(body), cam,
+    return render_maps(vertices, body.faces, body.face_labels, dense_colors(body), cam,
                        ref_colors, ref_visible, list(body.part_names), backend,
                        CULL_BODY_BACKFACES)
 
 
 def render_motion(body, fit, motion, width: int, height: int, start: int = 0,
                   stop: int | None = None, chunk: int = 16, device="cpu",
-                  ref_resolution: int | None = None, progress=None, interrupt=None,
+                  ref_resolution: int | None = None, progress: Progress = None, interrupt: Interrupt = None,
                   backend: str = "numba") -> Controls:
     """Pose and render frames start..stop of `motion` (None = the reference pose, one frame),
     `chunk` frames at a time (posing is batched; memory stays bounded)."""
-    ref_c, ref_v = reference_colors(body, fit, ref_resolution, backend)
+    check_body_inputs(body, fit, motion)
     total = 1 if motion is None else motion.num_frames
     stop = total if stop is None else min(stop, total)
     if not 0 <= start < stop:
-        raise ValueError(f"frame range {start}..{stop} is empty (the motion has {total} frames)")
+        raise VloggerError(f"frame range {start}..{stop} is empty (the motion has {total} frames)", "start",
+                           f"start below {total}")
+    ref_c, ref_v = reference_colors(body, fit, ref_resolution, backend)
     cam = camera_for(fit.camera, width, height)
-    dense = _dense_colors(body)
+    dense = dense_colors(body)
     parts = []
     for s in range(start, stop, chunk):
-        if interrupt is not None:
-            interrupt()
+        check(interrupt)
         e = min(stop, s + chunk)
         verts = body.pose_frames(fit, motion, s, e, device)
         parts.append(render_maps(verts, body.faces, body.face_labels, dense, cam, ref_c, ref_v,
                                  list(body.part_names), backend, CULL_BODY_BACKFACES))
-        if progress is not None:
-            progress(e - start, stop - start)
+        report(progress, e - start, stop - start)
     return Controls.concat(parts)

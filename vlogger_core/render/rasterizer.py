@@ -173,6 +173,12 @@ def _visibility_kernel(verts, faces, tri_id, depth, near, rel_tol, vis):
                 vis[f, v] = True
 
 
+@njit(cache=True, inline="always")
+def _corners(faces, bary, t, f, y, x):
+    """(vertex ids, barycentric weights) of triangle t under pixel (y, x) of frame f."""
+    return faces[t, 0], faces[t, 1], faces[t, 2], bary[f, y, x, 0], bary[f, y, x, 1], bary[f, y, x, 2]
+
+
 @njit(parallel=True, cache=True)
 def _interp_kernel(tri_id, bary, faces, attr, out):
     """attr [V,C] shared by all frames -> out [n,H,W,C] (0 on the background)."""
@@ -187,12 +193,7 @@ def _interp_kernel(tri_id, bary, faces, attr, out):
                 for k in range(c):
                     out[f, y, x, k] = 0.0
                 continue
-            a = faces[t, 0]
-            b = faces[t, 1]
-            d = faces[t, 2]
-            b0 = bary[f, y, x, 0]
-            b1 = bary[f, y, x, 1]
-            b2 = bary[f, y, x, 2]
+            a, b, d, b0, b1, b2 = _corners(faces, bary, t, f, y, x)
             for k in range(c):
                 out[f, y, x, k] = b0 * attr[a, k] + b1 * attr[b, k] + b2 * attr[d, k]
 
@@ -253,12 +254,7 @@ def _shade_rows(tri_id, bary, faces, dense_attr, labels, ref_colors, ref_valid, 
                     dense[f, y, x, k] = 0.0
                     warped[f, y, x, k] = 0.0
                 continue
-            a = faces[t, 0]
-            b = faces[t, 1]
-            d = faces[t, 2]
-            b0 = bary[f, y, x, 0]
-            b1 = bary[f, y, x, 1]
-            b2 = bary[f, y, x, 2]
+            a, b, d, b0, b1, b2 = _corners(faces, bary, t, f, y, x)
             semantic[f, y, x] = labels[t]
             ok = ref_valid[a] and ref_valid[b] and ref_valid[d]
             warped_valid[f, y, x] = ok

@@ -15,11 +15,12 @@ import torch
 from ..body.model import BodyModel
 from ..body.reference import ReferenceFit
 from ..callbacks import Interrupt, Progress, check, report
+from ..errors import VloggerError
 from ..motion.params import Motion
 from . import controls as control_maps
 from . import rasterizer
 from .compositor import composite_frame, prepare_reference
-from .video_writer import StreamingMP4Writer
+from ..media import StreamingMP4Writer
 
 
 def output_size(fit: ReferenceFit, resolution: str) -> tuple[int, int]:
@@ -32,12 +33,14 @@ def output_size(fit: ReferenceFit, resolution: str) -> tuple[int, int]:
     if resolution == "photo":
         scale = 512 / max(h, w)
         return max(8, int(round(w * scale / 8)) * 8), max(8, int(round(h * scale / 8)) * 8)
-    raise ValueError(f"resolution must be '256', '512' or 'photo', got {resolution!r}")
+    raise VloggerError(f"resolution must be '256', '512' or 'photo', got {resolution!r}", "resolution",
+                       "pick 256, 512 or photo")
 
 
 class TalkingVideoRenderer:
     def __init__(self, body: BodyModel, fit: ReferenceFit, width: int, height: int,
                  device: torch.device | str = "cpu"):
+        control_maps.check_body_inputs(body, fit)
         self.body, self.fit, self.device = body, fit, torch.device(device)
         self.width, self.height = width, height
         self.camera = control_maps.camera_for(fit.camera, width, height)
@@ -81,19 +84,36 @@ class TalkingVideoRenderer:
         return frames
 
     def render_windows(self, motion: Motion, window: int = 48, progress: Progress = None,
-                       interrupt: Interrupt = None) -> Iterator[np.ndarray]:
+                       interrupt: Interrupt = None, start: int = 0,
+                       stop: int | None = None) -> Iterator[np.ndarray]:
+        """Frames start..stop (None: to the motion's end), `window` frames at a time."""
+        control_maps.check_body_inputs(self.body, self.fit, motion)
         n = motion.num_frames
-        for start in range(0, n, window):
+        stop = n if stop is None else min(n, stop)
+        if not 0 <= start < stop:
+            raise VloggerError(f"frame {start} is past the motion's {n} frames", "start",
+                               f"start below {n}")
+        for s in range(start, stop, window):
             check(interrupt)
-            stop = min(n, start + window)
-            yield self.render(motion, start, stop)
-            report(progress, stop, n)
+            e = min(stop, s + window)
+            yield self.render(motion, s, e)
+            report(progress, e - start, stop - start)
+
+    def render_range(self, motion: Motion, start: int = 0, stop: int | None = None, window: int = 48,
+                     progress: Progress = None, interrupt: Interrupt = None) -> np.ndarray:
+        """Frames start..stop as one array [n, H, W, 3], rendered window by window into it."""
+        stop = motion.num_frames if stop is None else min(motion.num_frames, stop)
+        out = np.empty((max(0, stop - start), self.height, self.width, 3), np.float32)
+        for i, frames in enumerate(self.render_windows(motion, window, progress, interrupt, start, stop)):
+            out[i * window:i * window + len(frames)] = frames
+        return out
 
 
 def write_talking_video(path: str, renderer: TalkingVideoRenderer, motion: Motion,
                         audio: torch.Tensor | None, sample_rate: int | None, window: int = 48,
                         progress: Progress = None, interrupt: Interrupt = None) -> str:
     """Render `motion` window by window straight into an MP4 with the speech muxed in."""
+    control_maps.check_body_inputs(renderer.body, renderer.fit, motion)
     with StreamingMP4Writer(path, motion.fps, renderer.width, renderer.height, audio,
                             sample_rate) as writer:
         for frames in renderer.render_windows(motion, window, progress, interrupt):

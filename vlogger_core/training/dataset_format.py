@@ -13,44 +13,37 @@
                                       reference_index (frame in the clip the warped maps come from)
 
 The motion trainer reads audio.wav + motion.npz of every clip folder (motion_training.load_dataset).
-No pickle anywhere (np.load(allow_pickle=False)); every clip is written to a temporary folder and
-renamed, so an interrupted preparation never leaves a half-written clip.
+No pickle anywhere (np.load(allow_pickle=False)); every clip is written to a partial folder and
+renamed (files.atomic_write), so an interrupted preparation never leaves a half-written clip.
 """
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
+from ..media import read_audio, to_uint8, write_wav
+
 FORMAT = "vlogger-dataset-v1"
 
 
-def _u8(x) -> np.ndarray:
-    x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-    return x if x.dtype == np.uint8 else (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def write_clip(root, name: str, *, frames, wave, motion, fit: dict, controls, reference_index: int) -> Path:
-    import soundfile as sf
-
-    clips = Path(root) / "clips"
-    clips.mkdir(parents=True, exist_ok=True)
-    tmp, final = clips / f".{name}.partial", clips / name
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    if wave is not None:
-        sf.write(str(tmp / "audio.wav"), np.asarray(wave, np.float32), 16000, subtype="PCM_16")
-    motion.save_npz(str(tmp / "motion.npz"))
-    np.savez(tmp / "fit.npz", **fit)
-    np.savez_compressed(tmp / "frames.npz", frames=_u8(frames))
-    np.savez_compressed(tmp / "controls.npz", dense=_u8(controls.dense), semantic=_u8(controls.semantic),
-                        warped=_u8(controls.warped), reference=_u8(frames[reference_index]),
-                        reference_index=np.int32(reference_index),
-                        part_names=np.array(list(controls.part_names)))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
+    final = Path(root) / "clips" / name
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(final) as tmp:
+        tmp.mkdir()
+        if wave is not None:
+            write_wav(tmp / "audio.wav", np.asarray(wave, np.float32), 16000)
+        motion.save_npz(str(tmp / "motion.npz"))
+        np.savez(tmp / "fit.npz", **fit)
+        np.savez_compressed(tmp / "frames.npz", frames=to_uint8(frames))
+        np.savez_compressed(tmp / "controls.npz", dense=to_uint8(controls.dense),
+                            semantic=to_uint8(controls.semantic), warped=to_uint8(controls.warped),
+                            reference=to_uint8(frames[reference_index]),
+                            reference_index=np.int32(reference_index),
+                            part_names=np.array(list(controls.part_names)))
     return final
 
 
@@ -63,9 +56,8 @@ def write_dataset_json(root, settings, body, sources: list[str], summary: dict,
          "clip_stats": summary["clips"], "created_by": created_by}
     p = Path(root) / "dataset.json"
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(d, indent=1))
-    tmp.replace(p)
+    with atomic_write(p) as tmp:
+        tmp.write_text(json.dumps(d, indent=1))
     return p
 
 
@@ -96,6 +88,5 @@ def read_clip(root, name: str) -> dict:
             out.update({k: z[k] for k in z.files})
     out["motion"] = Motion.load_npz(str(folder / "motion.npz"))
     if (folder / "audio.wav").exists():
-        import soundfile as sf
-        out["audio"], _ = sf.read(str(folder / "audio.wav"), dtype="float32")
+        out["audio"] = read_audio(folder / "audio.wav", mono=True)[0].numpy()
     return out
