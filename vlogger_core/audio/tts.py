@@ -75,11 +75,6 @@ class PhonemeTimeline:
             out.append(self.phonemes[i] if 0 <= i < len(self.phonemes) and ti < self.ends[i] else PAUSE)
         return out
 
-    def shifted(self, seconds: float) -> "PhonemeTimeline":
-        return PhonemeTimeline(list(self.phonemes), self.starts + seconds, self.ends + seconds,
-                               [(w, a + seconds, b + seconds) for w, a, b in self.words],
-                               self.sample_rate)
-
     def to_dict(self) -> dict:
         return {"phonemes": self.phonemes, "starts": self.starts.tolist(), "ends": self.ends.tolist(),
                 "words": [list(w) for w in self.words], "sample_rate": self.sample_rate}

@@ -32,7 +32,6 @@ DEFAULT_BODY_PATH = BODY_DIR / "anny_smplx.npz"
 # Semantic classes (label id = index; 0 = background), the same ids on every topology.
 from .parts import PART_NAMES  # noqa: E402
 
-PART_ID = {n: i for i, n in enumerate(PART_NAMES)}
 
 # Keys a SMPL-X .npz must hold for smplx.SMPLX (plus landmark keys).
 REQUIRED_KEYS = ["v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights",
