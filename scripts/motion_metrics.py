@@ -58,6 +58,15 @@ def jitter(x: np.ndarray) -> float:
     return float(np.abs(np.diff(x, n=2, axis=0)).mean()) if len(x) > 2 else 0.0
 
 
+def lip_sync(acc: dict, prefix: str, motion, target: np.ndarray, energy: np.ndarray) -> None:
+    """Append one motion's mouth-vs-viseme and mouth-vs-energy r and its head / mouth jitter."""
+    mouth = mouth_opening(motion).numpy()
+    acc[prefix + "r_viseme"].append(pearson(mouth, target))
+    acc[prefix + "r_energy"].append(pearson(mouth, energy))
+    acc[prefix + "jit_head"].append(jitter(head_deg(motion)))
+    acc[prefix + "jit_mouth"].append(jitter(mouth))
+
+
 def evaluate(model, folders, seeds: int, steps: int, guidance: float, log=print) -> dict:
     fps = model.config.fps
     acc = {k: [] for k in ("r_viseme", "r_energy", "ref_r_viseme", "ref_r_energy", "div_head",
@@ -75,22 +84,14 @@ def evaluate(model, folders, seeds: int, steps: int, guidance: float, log=print)
             mo = sample_motion(model, wave, fps, SampleSettings(seed=1000 * i + s, steps=steps,
                                                                 guidance=guidance))
             gen_seconds += time.time() - ts
-            mouth = mouth_opening(mo).numpy()
-            acc["r_viseme"].append(pearson(mouth, target))
-            acc["r_energy"].append(pearson(mouth, env))
-            acc["jit_head"].append(jitter(head_deg(mo)))
-            acc["jit_mouth"].append(jitter(mouth))
+            lip_sync(acc, "", mo, target, env)
             blinks += blink_onsets(mo)
             minutes += mo.duration / 60
             heads.append(head_deg(mo))
             hands.append(hand_deg(mo))
         acc["div_head"].append(float(np.stack(heads).std(0).mean()))
         acc["div_hand"].append(float(np.stack(hands).std(0).mean()))
-        rm = mouth_opening(ref).numpy()
-        acc["ref_r_viseme"].append(pearson(rm, target))
-        acc["ref_r_energy"].append(pearson(rm, env))
-        acc["ref_jit_head"].append(jitter(head_deg(ref)))
-        acc["ref_jit_mouth"].append(jitter(rm))
+        lip_sync(acc, "ref_", ref, target, env)
         ref_blinks += blink_onsets(ref)
         if (i + 1) % 10 == 0:
             log(f"{i + 1}/{len(folders)} clips, {time.time() - t0:.0f} s")
