@@ -76,12 +76,12 @@ class PrepareDataset(io.ComfyNode):
             description=(
                 "Turns a video of a person speaking into a training dataset (vlogger-dataset-v1) for "
                 "VLOGGER Fine-tune Motion Model and VLOGGER Train LoRA: constant frame rate (variable-rate "
-                "footage is resampled), 16 kHz speech, shot-cut detection (no clip spans a cut), mediapipe "
-                "face, pose and hand landmarks per frame, the body fitted per clip (camera FOV estimated, "
+                "footage is resampled), 16 kHz speech, shot-cut detection (no clip spans a cut), face, "
+                "pose and hand landmarks per frame (the pack's default detector, or mediapipe if chosen), the body fitted per clip (camera FOV estimated, "
                 "shape shared, per-frame pose, jaw, fingers and expression, with a smoothness term), "
                 "clips cut and filtered (too short, face or hands missing, unstable fit) with the reason "
-                "for each one dropped, frames + control maps + motion + audio written per clip. Needs "
-                "mediapipe (pip install mediapipe==0.10.21). Writes to output/vlogger_datasets/<name>."),
+                "for each one dropped, frames + control maps + motion + audio written per clip. Writes "
+                "to output/vlogger_datasets/<name>."),
             inputs=[
                 io.Video.Input("video", optional=True,
                                tooltip="The footage (Load Video, or Create Video): one person, facing the "

@@ -32,9 +32,15 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    """A ComfyUI process on loopback with a temporary base directory holding this pack."""
+    """A ComfyUI process on loopback with a temporary base directory holding this pack.
 
-    def __init__(self, base_dir: str | None = None, port: int | None = None, extra_args=()):
+    `python`: the interpreter that runs ComfyUI (default: this one), e.g. another venv's
+    `bin/python` to load the pack in that environment; `env`: variables added to its environment."""
+
+    def __init__(self, base_dir: str | None = None, port: int | None = None, extra_args=(),
+                 python: str | os.PathLike | None = None, env: dict[str, str] | None = None):
+        self.python = str(python or sys.executable)
+        self.extra_env = dict(env or {})
         self.port = port or free_port()
         self._own_base = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="vlogger-comfy-"))
@@ -70,11 +76,15 @@ class ComfyServer:
         for f in (REPO / "examples").iterdir():  # the shipped example inputs
             if f.is_file() and f.suffix.lower() in (".png", ".jpg", ".wav", ".mp3", ".flac", ".mp4", ".npz"):
                 shutil.copy2(f, self.input_dir / f.name)
-        cmd = [sys.executable, str(COMFY_DIR / "main.py"), "--cpu", "--listen", "127.0.0.1",
+        cmd = [self.python, str(COMFY_DIR / "main.py"), "--cpu", "--listen", "127.0.0.1",
                "--port", str(self.port), "--base-directory", str(self.base_dir),
                "--disable-auto-launch", "--database-url", "sqlite:///:memory:",
                *self.extra_args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+        if self.python != sys.executable:   # as if that venv were activated
+            bin_dir = Path(self.python).parent
+            env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(bin_dir.parent))
+        env.update(self.extra_env)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=str(COMFY_DIR), stdout=self._log,
                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -41,7 +41,7 @@ def recovery(body, clip: dict, start: int = 0) -> dict:
                         PerspectiveCamera(256, 256, float(clip["fov_diag_deg"])), torch.from_numpy(clip["betas"]),
                         torch.from_numpy(clip["global_orient"][ref]), torch.from_numpy(clip["transl"][ref]),
                         torch.from_numpy(clip["reference_pose"]), torch.zeros(body.num_expression), body.name,
-                        "mediapipe")
+                        "landmarks")
     gt, gr = lip_gap(body, tfit, true), lip_gap(body, rfit, rec)
     r = lambda a, b: float(np.corrcoef(a, b)[0, 1])  # noqa: E731
     jaw = lambda m: np.degrees(joint_angles(m, "jaw"))[:, 0]  # noqa: E731
