@@ -50,6 +50,14 @@ BENCHMARKS = {
     "e2e": (("seconds_10s_256", "seconds_10s_512", "split_256", "split_512"),
             "photo + 10 s speech -> MP4 in <= 5 s at 256, <= 10 s at 512",
             lambda r: _all_at_most(r, {"seconds_10s_256": 5, "seconds_10s_512": 10})),
+    "body_motion": (("shoulder_motion_pct", "background_change", "seconds_10s_512"),
+                    "the default 512 video's seen shoulders move: shoulder_motion_pct >= 1.0, with "
+                    "background_change < 2 levels of 255; seconds_10s_512 <= 10",
+                    lambda r: (r["shoulder_motion_pct"] or 0) >= 1.0 and r["background_change"] is not None
+                    and r["background_change"] < 2 and r["seconds_10s_512"] <= 10),
+    "fit_large_photo": (("peak_rss_mb", "extra_mb", "seconds"),
+                        "a 6000x6000 photo: fit + overlay + editor data, memory over its input <= 1.5 GB",
+                        lambda r: r["extra_mb"] <= 1500),
     "memory": (("peak_mb_1min_256", "peak_mb_10min_256", "difference_mb"),
                "peak RSS for 10 min <= 1 min + 100 MB (flat)",
                lambda r: r["difference_mb"] <= 100),
@@ -59,6 +67,14 @@ BENCHMARKS = {
     "outpaint_memory": (("peak_rss_mb_10s", "peak_rss_mb_60s", "growth_mb_10s", "growth_mb_60s"),
                         "flat: growth over the loaded models for 60 s under 2x that for 10 s (linear would be 6x)",
                         lambda r: r["growth_mb_60s"] < 2 * max(r["growth_mb_10s"], 1.0)),
+    "quality": (("lip_gap_r", "bilabial_closed", "pause_closed", "shoulder_motion_pct", "background_change",
+                 "seconds_10s_512", "photo_lip_gap"),
+                "on the OUTPUT frames at 512 (default detector 'landmarks', held-out TTS): lip_gap_r >= 0.85, "
+                "bilabial_closed >= 0.8, pause_closed >= 0.9, shoulder_motion_pct >= 1.0 with background_change < 2, "
+                "seconds_10s_512 <= 10",
+                lambda r: r["lip_gap_r"] >= 0.85 and r["bilabial_closed"] >= 0.8 and r["pause_closed"] >= 0.9
+                and (r["shoulder_motion_pct"] or 0) >= 1.0 and r["background_change"] is not None
+                and r["background_change"] < 2 and r["seconds_10s_512"] <= 10),
     "training": (("prep_seconds_per_frame", "motion_finetune_s_per_step", "motion_finetune_loss_first_last",
                   "video_stage1_s_per_step", "video_stage2_s_per_step", "lora_s_per_step"),
                  "figures, no goal", None),

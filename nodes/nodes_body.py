@@ -2,6 +2,7 @@
 reference photo (camera, shape, pose, expression) with a debug overlay."""
 from __future__ import annotations
 
+import logging
 import os
 
 import folder_paths
@@ -16,6 +17,7 @@ from vlogger_core.body.reference import DETECTORS, FitOverrides, fit_reference
 from .common import device, interrupt_check, node_error
 from .types import Body, Fit
 
+log = logging.getLogger("VLOGGER")
 FOLDER = "vlogger_body"
 folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, "vlogger", "body"))
 SMPLX_DIR = os.path.join(folder_paths.models_dir, "smplx")
@@ -77,14 +79,22 @@ class FitReference(io.ComfyNode):
                 "shape, orientation and position, upper-body pose and face expression, so the "
                 "rendered body lines up with the person. 'auto' uses face, pose and hand "
                 "landmarks (mediapipe's models, shipped with the pack), else OpenCV's face "
-                "detector, else a centred default. The overlay shows the fitted mesh over the photo (green dots: the "
+                "detector, else a centred default. One person is fitted: in a photo of several, the "
+                "one with the largest face (crop the photo to fit another); a face must be at "
+                "least 40 px tall; what the fit noticed (several faces, a face cut by the edge, "
+                "no face found) is logged and listed under 'warnings' in the node's editor data. "
+                "The overlay shows the fitted mesh over the photo (green dots: the "
                 "body's landmarks, red: detected ones); fix a bad fit with the override inputs, "
                 "or after a run in the node's editor: drag the outline to move it, wheel or the "
                 "square handle to scale, the round knob to turn; the edit goes into the "
                 "override widgets and the next run uses it."),
             inputs=[
-                io.Image.Input("image", tooltip="The reference photo (one image; RGBA and "
-                                                "grayscale are accepted)."),
+                io.Image.Input("image", tooltip="The reference photo: one image of one person, "
+                                                "the face at least 40 px tall and facing the camera. "
+                                                "Several people: the one with the largest face is "
+                                                "fitted; crop the photo (e.g. ImageCrop) to fit "
+                                                "another. RGBA is composited over white, grayscale "
+                                                "works; a large photo is detected on a 1280 px copy."),
                 Body.Input("body", tooltip="The body model to fit (VLOGGER_BodyModelLoader)."),
                 io.Combo.Input("detector", options=DETECTORS, default="auto",
                                tooltip="auto: the landmark fit if it finds a face, else OpenCV, "
@@ -114,7 +124,9 @@ class FitReference(io.ComfyNode):
             outputs=[Fit.Output("fit", tooltip="The reference fit (camera, shape, pose, "
                                                "expression) for the renderers."),
                      io.Image.Output("overlay", tooltip="The fitted body drawn over the photo, "
-                                                        "to check the fit at a glance.")],
+                                                        "to check the fit at a glance (a photo "
+                                                        "over 2048 px is shown scaled down to "
+                                                        "2048 on its long side).")],
         )
 
     @classmethod
@@ -124,12 +136,17 @@ class FitReference(io.ComfyNode):
         ov = FitOverrides(scale, offset_x, offset_y, rotation, fov)
         try:
             with torch.inference_mode(False), torch.enable_grad():  # the fit is an optimisation
-                fit = fit_reference(image.clone(), body, detector, ov, device())
+                # (fit_reference copies the photo it keeps: no clone of a large one here)
+                fit = fit_reference(image, body, detector, ov, device())
         except FitInputError as e:      # its arg is this node's input of the same name
             raise node_error("VLOGGER_FitReference", e, default="image") from None
-        overlay = draw_fit_overlay(fit, body)[None].clamp(0, 1).to(torch.float32)
+        for w in fit.info["warnings"]:
+            log.warning("[VLOGGER_FitReference] %s", w)
+        shown = fit.preview()           # a large photo's overlay is drawn at most 2048 px
+        overlay = draw_fit_overlay(shown, body)[None].clamp(0, 1).to(torch.float32)
+        editor = {**fit_editor_data(shown, body), "warnings": list(fit.info["warnings"])}
         return io.NodeOutput(fit, overlay, ui={**ui.PreviewImage(overlay, cls=cls).as_dict(),
-                                               "vlogger_fit": [fit_editor_data(fit, body)]})
+                                               "vlogger_fit": [editor]})
 
 
 NODES = [BodyModelLoader, FitReference]

@@ -106,7 +106,10 @@ class MotionSampler(io.ComfyNode):
                          "body-pose residuals (head, eyes, jaw, arms, hands) with the motion "
                          "diffusion model. Any length: long audio is generated in causal windows "
                          "that carry the previous frames, so memory stays flat. Same seed, same "
-                         "motion; a new seed gives another plausible performance. After a run "
+                         "motion; a new seed gives another plausible performance. On top of the "
+                         "model the body breathes (slower in pauses, a breath before each phrase), "
+                         "the torso sways with the speech and follows the head, and the arms "
+                         "gesture on emphasis (a seeded procedural layer). After a run "
                          "the node shows a timeline of the motion under the speech's waveform, "
                          "with playback, to judge lip sync before rendering."),
             inputs=[
@@ -123,9 +126,9 @@ class MotionSampler(io.ComfyNode):
                 io.Float.Input("expression_intensity", default=1.0, min=0.0, max=2.0, step=0.05,
                                tooltip="Scales face expressions and jaw (not blinks/gaze). 1 = as generated."),
                 io.Float.Input("head_motion", default=1.0, min=0.0, max=3.0, step=0.05,
-                               tooltip="Scales head, neck and torso movement. 0 = still head."),
-                io.Float.Input("gesture_amount", default=1.0, min=0.0, max=3.0, step=0.05,
-                               tooltip="Scales arm, hand and finger gestures. 0 = no gestures."),
+                               tooltip="Scales head, neck and torso movement (the torso's sway and breathing too). 0 = still head and torso."),
+                io.Float.Input("gesture_amount", default=1.0, min=0.0, max=2.0, step=0.05,
+                               tooltip="Arm, hand and finger gestures: 0 = still arms, 1 = natural, 2 = animated (larger and more frequent gestures on emphasis)."),
                 io.Int.Input("window_frames", default=256, min=16, max=1024,
                              tooltip="Frames (at the model's fps) generated per window; the model was trained on up to 256."),
                 io.Int.Input("context_frames", default=32, min=0, max=512,

@@ -81,7 +81,7 @@ def evaluate(model, folders, seeds: int, steps: int, guidance: float, log=print)
         heads, hands = [], []
         for s in range(seeds):
             ts = time.time()
-            mo = sample_motion(model, wave, fps, SampleSettings(seed=1000 * i + s, steps=steps,
+            mo = sample_motion(model, wave, fps, SampleSettings(seed=1000 * i + s, steps=steps, body_layer=False,
                                                                 guidance=guidance))
             gen_seconds += time.time() - ts
             lip_sync(acc, "", mo, target, env)
@@ -99,7 +99,7 @@ def evaluate(model, folders, seeds: int, steps: int, guidance: float, log=print)
     out["blinks_per_min"] = round(blinks / max(minutes, 1e-9), 2)
     out["ref_blinks_per_min"] = round(ref_blinks / max(minutes / seeds, 1e-9), 2)
     silence = torch.zeros(16000 * 3)
-    mo = sample_motion(model, silence, fps, SampleSettings(seed=0, steps=steps, guidance=guidance))
+    mo = sample_motion(model, silence, fps, SampleSettings(seed=0, steps=steps, guidance=guidance, body_layer=False))
     out["silence_mouth_max"] = round(float(mouth_opening(mo).max()), 4)
     out["silence_head_std_deg"] = round(float(head_deg(mo).std(0).mean()), 3)
     out.update({"clips": len(folders), "seeds": seeds, "steps": steps, "guidance": guidance,

@@ -1,5 +1,7 @@
 """The default renderer's frames (core, no server): at rest a frame is the photo itself, the
-photo's own teeth included, and an opening mouth shows a painted interior."""
+photo's own teeth included, and an opening mouth shows a painted interior; the person mask
+(selfie segmentation joined with the fitted body) covers hair and body with a soft edge and
+leaves the background and other people out."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,7 +36,9 @@ def _mouth_box(r: TalkingVideoRenderer, frame_labels: np.ndarray) -> tuple[slice
 def _labels(r: TalkingVideoRenderer, motion) -> np.ndarray:
     from vlogger_core.render import controls as control_maps
     from vlogger_core.render import rasterizer
-    v = r.body.pose_frames(r.fit, motion, 0, 1, "cpu")
+    # a motion moves from the closed-mouth rest state, with soft lips (what render() poses)
+    v = (r.body.pose_frames(r.fit, None, 0, 1, "cpu") if motion is None else
+         r.body.pose_frames(r.rest_fit, r.sealed(motion, 0, 1), 0, 1, "cpu"))
     frags = rasterizer.rasterize(control_maps.project(r.camera, v), r.faces, r.width, r.height)
     return rasterizer.face_label_map(frags, r.labels)[0]
 
@@ -55,11 +59,90 @@ def test_at_rest_the_mouth_is_the_photos_own(renderer):
 
 def test_an_open_jaw_paints_the_unseen_interior(renderer):
     r = renderer
+    from vlogger_core.motion.params import axis_angle_to_matrix, matrix_to_rot6d
     m = Motion.neutral(1, 24.0, r.body.expression_set)
-    m.expression[0, ARKIT52.index("jawOpen")] = 0.8
+    m.expression[0, ARKIT52.index("jawOpen")] = 0.8          # as the motion model opens it:
+    m.rot6d[0, m.joints.index("jaw")] = matrix_to_rot6d(     # the blendshape and the jaw joint
+        axis_angle_to_matrix(torch.tensor([0.8 * 0.32, 0.0, 0.0])))
     frame = r.render(m, 0, 1)[0]
     lab = _labels(r, m)
     cavity = lab == r.part_ids["mouth_interior"]
     assert cavity.sum() > 50
     # the cavity is dark (the painted interior), darker than the lips around it
     assert frame[cavity].mean() < 0.5 * frame[lab == r.part_ids["lips"]].mean()
+
+
+def _silhouette(r: TalkingVideoRenderer) -> np.ndarray:
+    from vlogger_core.render import controls as control_maps
+    from vlogger_core.render import rasterizer
+    pts = control_maps.project(r.fit.camera, r.body.pose_frames(r.fit, None, 0, 1, "cpu"))
+    return rasterizer.rasterize(pts, r.faces, r.fit.camera.width, r.fit.camera.height).tri_id[0] >= 0
+
+
+def test_the_person_mask_is_the_selfie_mask_joined_with_the_body(renderer):
+    from vlogger_core.body.landmark_models import unavailable_reason
+    from vlogger_core.render.compositor import person_mask_from_silhouette
+    r = renderer
+    mask = r.reference.person_mask                 # photo 512 = output 512: the mask as made
+    sil = _silhouette(r)
+    assert unavailable_reason() is None           # the default path: selfie segmentation
+    inner = cv2.erode(sil.astype(np.uint8), np.ones((11, 11), np.uint8)) > 0
+    assert mask[inner].min() > 0.95                                        # the body is inside
+    face = np.asarray(r.fit.info["detected_landmarks"])
+    top, x0, x1 = int(face[:, 1].min()), int(face[:, 0].min()), int(face[:, 0].max())
+    assert mask[top - 30:top - 10, x0:x1].mean() > 0.9                     # the hair above the face
+    assert mask[:100, :100].max() < 0.05 and mask[:100, 400:].max() < 0.05  # flag, shuttle
+    soft = (mask > 0.05) & (mask < 0.95)
+    assert 0.002 < soft.mean() < 0.05, soft.mean()        # a soft rim, a few pixels wide
+    # the hair's edge: the selfie mask follows it at least as closely as GrabCut does. Above the
+    # hair the background is plain: along each column over the face, the photo's edge is its
+    # largest luminance step near where either mask ends (their first row over 0.5).
+    old = person_mask_from_silhouette(r.reference.photo, sil)
+    grey = cv2.GaussianBlur(cv2.cvtColor(r.reference.photo, cv2.COLOR_RGB2GRAY), (0, 0), 1.0)
+    err_new, err_old = [], []
+    for x in range(x0 + 10, x1 - 10, 4):
+        ends = [int(np.argmax(m[:top, x] > 0.5)) for m in (mask, old)]
+        lo, hi = max(0, min(ends) - 12), max(ends) + 12
+        edge = lo + int(np.argmax(np.abs(np.diff(grey[lo:hi, x]))))
+        err_new.append(abs(ends[0] - edge))
+        err_old.append(abs(ends[1] - edge))
+    assert np.median(err_new) <= 3 and np.mean(err_new) <= np.mean(err_old), (err_new, err_old)
+
+
+def test_another_person_is_not_in_the_mask(renderer):
+    from vlogger_core.body.landmark_models import segment_person
+    from vlogger_core.render.compositor import person_mask_from_segmentation
+    r = renderer
+    photo = r.reference.photo
+    # a second person on the right (her head and shoulders again), 96 px of the photo's plain
+    # background between them (people who touch are one segment: that one would be kept)
+    bg = lambda w: cv2.resize(photo[0:80, 100:150], (w, 512), interpolation=cv2.INTER_LINEAR)  # noqa: E731
+    other = bg(256)
+    other[:256] = cv2.resize(photo[:320, 60:380], (256, 256), interpolation=cv2.INTER_AREA)
+    two = np.concatenate([photo, bg(96), other], 1)
+    seg = segment_person((two * 255 + 0.5).astype(np.uint8))
+    assert seg[60:120, 608 + 100:608 + 150].mean() > 0.9    # the model sees the other person...
+    sil = np.concatenate([_silhouette(r), np.zeros((512, 96 + 256), bool)], 1)
+    mask = person_mask_from_segmentation(two, sil)
+    assert mask.shape == sil.shape
+    face = np.zeros(sil.shape, np.uint8)
+    cv2.fillConvexPoly(face, cv2.convexHull(np.asarray(r.fit.info["detected_landmarks"], np.int32)), 1)
+    assert mask[face > 0].mean() > 0.95                   # the fitted person's face
+    assert mask[:, 512 + 8:].max() < 0.05                 # ...the mask does not: it is background
+    assert person_mask_from_segmentation(other, np.zeros((512, 256), bool)).max() == 0   # no body: no person
+
+
+def test_a_motion_starts_from_closed_lips(renderer):
+    """The photo smiles with its teeth; a motion's rest (all zeros) closes the lips: the mesh's
+    inner lips meet, and the detector sees the lips nearer together than on the photo."""
+    import sys
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import _lip_metrics as lips
+    r = renderer
+    assert r.rest_fit.info["rest_lip_gap_px"] <= 0.0
+    rest = r.render(Motion.neutral(1, 24.0, r.body.expression_set), 0, 1)[0]
+    photo = r.render(None, 0, 1)[0]
+    u8 = (np.clip(np.stack([photo, rest]), 0, 1) * 255 + 0.5).astype(np.uint8)
+    gap = lips.seen_lip_gap(lips.detect_faces(u8))
+    assert np.isfinite(gap).all()
+    assert gap[1] < 0.6 * gap[0], gap

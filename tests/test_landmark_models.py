@@ -95,6 +95,24 @@ def test_a_blank_image_gives_nothing():
     assert all(np.isnan(h).all() for h in lms.hands.values())
 
 
+def test_every_face_is_found_the_largest_first(photo):
+    """detect_faces lists every face (the fit picks the largest of several people)."""
+    # (the short-range detector finds faces over ~15% of the image's long side)
+    head = photo[:320, 60:380]
+    canvas = np.full((320, 544, 3), 120, np.uint8)
+    canvas[96:, :224] = cv2.resize(head, (224, 224), interpolation=cv2.INTER_AREA)   # the smaller, left
+    canvas[:, 224:] = head
+    boxes = lm.detect_faces(canvas)
+    assert len(boxes) == 2, boxes
+    (x0, _, w0, h0), (x1, _, w1, h1) = boxes
+    assert w0 * h0 > 1.3 * w1 * h1 and x0 > 224 > x1        # largest first, wherever it is
+    assert lm.detect_faces(np.full((256, 256, 3), 90, np.uint8)) == []
+    (x, y, w, h), = lm.detect_faces(photo)
+    face = detect(photo[None], parts=("face",)).face[0, :468]
+    cx, cy = face.mean(0)
+    assert x < cx < x + w and y < cy < y + h               # the same face the mesh finds
+
+
 def test_the_person_mask_covers_the_person(photo):
     mask = lm.segment_person(photo)
     assert mask.shape == photo.shape[:2] and mask.dtype == np.float32
@@ -126,13 +144,19 @@ def test_without_litert_it_falls_back_with_a_reason(tmp_path):
             "print('DEFAULT', d.default_backend(), d.default_backend())\n"
             "import numpy as np\n"
             "try:\n    rf.fit_reference(np.zeros((64, 64, 3), np.uint8), load_body(), 'landmarks')\n"
-            "except rf.FitInputError as e:\n    print('ERR', e.arg, '|', e, '|', e.fix)\n")
+            "except rf.FitInputError as e:\n    print('ERR', e.arg, '|', e, '|', e.fix)\n"
+            "from vlogger_core.render import compositor as c\n"     # the person mask: GrabCut
+            "ph = np.random.default_rng(0).random((96, 96, 3)).astype(np.float32)\n"
+            "sil = np.zeros((96, 96), bool); sil[30:90, 30:70] = True\n"
+            "import cv2\ncv2.setRNGSeed(0); a = c.person_mask(ph, sil)\n"      # GrabCut draws random numbers
+            "cv2.setRNGSeed(0); print('MASK', np.array_equal(a, c.person_mask_from_silhouette(ph, sil)))\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert "PROBLEM ai-edge-litert cannot be imported" in r.stdout, r
     fallback = "mediapipe" if backend_problem("mediapipe") is None else "None"
     assert f"DEFAULT {fallback} {fallback}" in r.stdout, r
     assert r.stderr.count("the default landmark detector is unavailable: ai-edge-litert") == 1, r.stderr  # one line, once
     assert "ERR detector | the landmarks detector cannot run" in r.stdout and "pip install ai-edge-litert" in r.stdout, r
+    assert "MASK True" in r.stdout, r
 
 
 # ----------------------------------------------------------------------------- against mediapipe

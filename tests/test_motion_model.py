@@ -209,6 +209,24 @@ def test_artist_controls_scale_the_right_parts():
     assert torch.equal(calm.expression[:, b], mo.expression[:, b])   # blinks untouched
 
 
+def test_body_layer_goes_on_the_body_only_and_is_seeded():
+    m, wave = tiny(), speechlike(2.0)
+    s = dict(steps=2, window=32, context=8)
+    plain = sample_motion(m, wave, 25.0, SampleSettings(seed=4, body_layer=False, **s))
+    live = sample_motion(m, wave, 25.0, SampleSettings(seed=4, **s))
+    assert torch.equal(live.expression, plain.expression)
+    for j in ("jaw", "left_eye_smplhf", "right_eye_smplhf", "head"):
+        k = live.joints.index(j)
+        assert torch.equal(live.rot6d[:, k], plain.rot6d[:, k]), j
+    for j in ("spine1", "spine3", "left_collar", "neck"):
+        k = live.joints.index(j)
+        assert float((live.rot6d[:, k] - plain.rot6d[:, k]).abs().max()) > 1e-4, j
+    assert torch.equal(sample_motion(m, wave, 25.0, SampleSettings(seed=4, **s)).rot6d, live.rot6d)
+    still = sample_motion(m, wave, 25.0, SampleSettings(seed=4, head_motion=0.0, gesture_amount=0.0, **s))
+    k = still.joints.index("spine1")
+    assert torch.allclose(still.rot6d[:, k], Motion.neutral(1, 25.0).rot6d[0, 0].expand_as(still.rot6d[:, k]), atol=1e-5)
+
+
 def test_sampler_rejects_bad_settings():
     m = tiny()
     with pytest.raises(ValueError, match="fps"):

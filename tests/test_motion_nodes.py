@@ -34,6 +34,9 @@ def test_nodes_registered_with_tooltips(comfy):
         for group in ("required", "optional"):
             for name, spec in node["input"].get(group, {}).items():
                 assert len(spec) > 1 and spec[1].get("tooltip"), f"{nid}.{name} has no tooltip"
+    g = info["VLOGGER_MotionSampler"]["input"]["required"]["gesture_amount"][1]
+    assert (g["min"], g["default"], g["max"]) == (0.0, 1.0, 2.0)
+    assert all(w in g["tooltip"] for w in ("0 = still", "1 = natural", "2 = animated"))
     opts = info["VLOGGER_MotionModelLoader"]["input"]["required"]["model"]
     assert "vlogger_motion_default (shipped)" in str(opts)
 

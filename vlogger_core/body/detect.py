@@ -107,8 +107,11 @@ def detection_copy(img: torch.Tensor) -> tuple[np.ndarray, float]:
     MAX_DETECT_SIDE; and the factor that maps its pixel coordinates back to the image's."""
     import cv2
 
-    a = (img.cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    h, w = a.shape[:2]
+    src = img.cpu().numpy()
+    h, w = src.shape[:2]
+    a = np.empty((h, w, src.shape[2]), np.uint8)
+    for y in range(0, h, 512):      # in bands: a large photo needs no full-size float copies
+        a[y:y + 512] = (src[y:y + 512] * 255 + 0.5).astype(np.uint8)
     s = max(h, w) / MAX_DETECT_SIDE
     if s > 1:
         a = cv2.resize(a, (max(1, round(w / s)), max(1, round(h / s))),
@@ -138,6 +141,14 @@ class Landmarks:
 
     def hand_found(self, side: str) -> np.ndarray:
         return ~np.isnan(self.hands[side][:, 0, 0])
+
+    def moved(self, dx: float, dy: float) -> "Landmarks":
+        """The same points in a frame whose origin is (-dx, -dy) here (e.g. a crop's landmarks
+        in the full image's pixels)."""
+        d = np.array([dx, dy], np.float32)
+        pose = self.pose.copy()
+        pose[..., :2] += d
+        return Landmarks(self.face + d, pose, {k: v + d for k, v in self.hands.items()})
 
     def targets(self, t: int, scale: float = 1.0) -> tuple[dict, dict] | None:
         """Frame t as the fit's targets (None without a face), in pixels times `scale`:
@@ -249,8 +260,9 @@ def _mediapipe_solutions(tracking: bool, parts: tuple[str, ...], refine_face: bo
         yield run
 
 
-def face_box(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
-    """The largest frontal face box (x, y, w, h) in uint8 RGB from OpenCV's shipped Haar cascades."""
+def haar_faces(rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Frontal face boxes (x, y, w, h) in uint8 RGB from OpenCV's shipped Haar cascades, the
+    largest first (the second cascade is tried when the first finds none)."""
     import cv2
 
     gray = cv2.equalizeHist(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
@@ -259,9 +271,40 @@ def face_box(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
         det = cv2.CascadeClassifier(cv2.data.haarcascades + name)
         boxes = det.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(m, m))
         if len(boxes):
-            x, y, bw, bh = max(boxes, key=lambda b: b[2] * b[3])
-            return float(x), float(y), float(bw), float(bh)
-    return None
+            return [tuple(float(v) for v in b) for b in sorted(boxes, key=lambda b: -b[2] * b[3])]
+    return []
+
+
+def face_box(rgb: np.ndarray) -> tuple[float, float, float, float] | None:
+    """The largest frontal face box (x, y, w, h) in uint8 RGB from OpenCV's Haar cascades."""
+    boxes = haar_faces(rgb)
+    return boxes[0] if boxes else None
+
+
+def face_boxes(rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Every face in uint8 RGB as boxes (x, y, w, h), the largest first: mediapipe's face
+    detector (LiteRT) where it can run, else OpenCV's Haar cascades."""
+    if landmark_models.unavailable_reason() is None:
+        return landmark_models.detect_faces(rgb)
+    return haar_faces(rgb)
+
+
+def person_view(rgb: np.ndarray, boxes: list, person: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of uint8 RGB around the person of face box boxes[person] (head, shoulders and
+    upper body: 2.5 face widths to each side, 1 face height above, 5 below), with every other
+    face in it painted over in the view's median colour, so the detectors see one person; and
+    the view's origin (x, y) in rgb."""
+    H, W = rgb.shape[:2]
+    x, y, w, h = boxes[person]
+    x0, x1 = int(max(0, x - 2.5 * w)), int(min(W, x + 3.5 * w + 1))
+    y0, y1 = int(max(0, y - 1.0 * h)), int(min(H, y + 6.0 * h + 1))
+    view = rgb[y0:y1, x0:x1].copy()
+    fill = np.median(view.reshape(-1, view.shape[-1]), 0).astype(np.uint8)
+    for i, (bx, by, bw, bh) in enumerate(boxes):
+        if i != person:      # the face box grown by 40% (hair, chin)
+            ax, ay = int(bx - 0.2 * bw) - x0, int(by - 0.3 * bh) - y0
+            view[max(0, ay):max(0, ay + int(1.5 * bh) + 1), max(0, ax):max(0, ax + int(1.4 * bw) + 1)] = fill
+    return view, (x0, y0)
 
 
 def box_targets(box: tuple[float, float, float, float]) -> dict:

@@ -682,6 +682,16 @@ class LandmarkModels:
         return out
 
 
+def detect_faces(rgb: np.ndarray) -> list[tuple[float, float, float, float]]:
+    """Every face mediapipe's short-range face detector finds in the uint8 RGB image, as pixel
+    boxes (x, y, w, h), the largest first (the detector's own order is by score)."""
+    img = _as_rgb(rgb)
+    H, W = img.shape[:2]
+    boxes = [(float(d["box"][0] * W), float(d["box"][1] * H), float(d["box"][2] * W), float(d["box"][3] * H))
+             for d in FACE_DETECTOR(img)]
+    return sorted(boxes, key=lambda b: -b[2] * b[3])
+
+
 def segment_person(rgb: np.ndarray) -> np.ndarray:
     """The person's (and hair's) probability per pixel, float32 [H,W] in 0..1, from
     selfie_segmentation (general model, 256x256: the whole image squashed onto it, as mediapipe's

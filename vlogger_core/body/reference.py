@@ -13,17 +13,24 @@ Detectors (body/detect.py), fitted by the engine (body/fit.py):
 - "auto":      the first landmark backend that can run here ("landmarks", else "mediapipe") if it
   finds a person, else opencv, else manual (with a warning in info).
 The artist's overrides (scale, offset_x, offset_y, rotation, fov) apply on top of every detector.
+
+Photos it refuses or notes (info["warnings"]): several people: the person with the largest face
+is fitted (the detectors see a view of that person with the other faces painted over; crop the
+photo to fit another); a face under MIN_FACE_PX tall is refused; a face cut by the edge is fitted
+with a warning; RGBA is composited over white, grayscale repeated; a large photo is detected on a
+copy of at most MAX_DETECT_SIDE pixels (body/detect.py).
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from ..motion.params import axis_angle_to_matrix, matrix_to_axis_angle
+from ..motion.params import SMPLX_INDEX, axis_angle_to_matrix, expression_names, matrix_to_axis_angle
 from .camera import PerspectiveCamera
 from .detect import (
     BACKEND_FIX,
@@ -34,6 +41,8 @@ from .detect import (
     detect,
     detection_copy,
     face_box,
+    face_boxes,
+    person_view,
 )
 from .fit import FINGERS, PHOTO_ITERS, FitInputError, Targets, fit_photo
 
@@ -75,9 +84,31 @@ class ReferenceFit:
     def width(self) -> int:
         return int(self.image.shape[1])
 
+    def preview(self, max_side: int = 2048) -> "ReferenceFit":
+        """The same fit on a copy of the photo whose long side is at most max_side (camera and
+        the detected points in info scaled with it), for overlays and the editor: drawing a
+        6000x6000 photo's overlay at full size takes gigabytes. Small photos: the fit itself."""
+        s = max_side / max(self.width, self.height)
+        if s >= 1:
+            return self
+        import cv2
+
+        w, h = max(1, round(self.width * s)), max(1, round(self.height * s))
+        img = cv2.resize(self.image.detach().cpu().numpy(), (w, h), interpolation=cv2.INTER_AREA)
+        info = dict(self.info)
+        for k in ("detected_landmarks", "face_box"):
+            if k in info:
+                info[k] = (np.asarray(info[k], np.float64) * s).tolist()
+        if "detected_joints" in info:
+            info["detected_joints"] = {j: [x * s, y * s] for j, (x, y) in info["detected_joints"].items()}
+        return replace(self, image=torch.from_numpy(img), camera=self.camera.resized(w, h), info=info)
+
 
 DETECTORS = ["auto", *BACKENDS, "opencv", "manual"]
 IMAGE_FIX = "connect an RGB photo of a person, at least 64x64 pixels"
+MIN_FACE_PX = 40          # the face's height in the photo below which the fit is refused
+SMALL_FACE_FIX = ("use a photo in which the face is larger: crop it closer to the person (head and "
+                  "shoulders filling most of the picture) or use a higher-resolution photo")
 DETECTOR_FIX = ("use a photo with a clearly visible face, or detector 'opencv' / 'manual' and the scale / "
                 "offset overrides")
 
@@ -109,7 +140,8 @@ def prepare_image(image) -> torch.Tensor:
     if h < 16 or w < 16:
         raise FitInputError(f"the photo is only {w}x{h} pixels; at least 16x16 is needed "
                             f"(a face needs about 64x64 to be detected)", "image", IMAGE_FIX)
-    if not torch.isfinite(t).all():
+    lo, hi = torch.aminmax(t)            # (NaN propagates; no full-size temporaries for a large photo)
+    if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
         raise FitInputError("the photo contains NaN or infinite values", "image", IMAGE_FIX)
     return t.clamp(0, 1).contiguous()
 
@@ -144,16 +176,29 @@ def _detect(img: torch.Tensor, detector: str, info: dict) -> tuple[str, dict, di
     `detector` (module docstring); warnings and what was found go into `info`."""
     rgb, s = detection_copy(img)
     info["detection_scale"] = s
+    view, (ox, oy) = rgb, (0, 0)             # several people: the view of the largest face's
+    if detector != "manual":
+        faces = face_boxes(rgb)
+        info["faces_found"] = len(faces)
+        if len(faces) > 1:
+            view, (ox, oy) = person_view(rgb, faces)
+            x, y, w, h = (round(v * s) for v in faces[0])
+            info["warnings"].append(
+                f"{len(faces)} faces in the photo: fitted the person with the largest face (box at "
+                f"x={x}, y={y}, {w}x{h} px); to fit another person, crop the photo to them (e.g. "
+                "an ImageCrop node before this one)")
     if detector in ("auto", *BACKENDS):
         problem = backend_problem(detector) if detector in BACKENDS else None
         if problem:
             raise FitInputError(f"the {detector} detector cannot run: {problem}", "detector", BACKEND_FIX[detector])
         backend = detector if detector in BACKENDS else default_backend()
         if backend is not None:
-            lms = detect(rgb[None], backend=backend)
+            lms = detect(view[None], backend=backend).moved(ox, oy)
             found = lms.targets(0, s)
             if found is not None:
                 ft, jt = found
+                pts = lms.face[0][~np.isnan(lms.face[0, :, 0])] * s
+                check_face(float(pts[:, 1].max() - pts[:, 1].min()), ft, img.shape[1], img.shape[0], info)
                 info["pose_joints_used"] = sorted(k for k in jt if k.split("_", 1)[-1] not in FINGERS)
                 info["hands_used"] = sorted(side for side in lms.hands if lms.hand_found(side)[0])
                 return backend, ft, jt
@@ -163,19 +208,35 @@ def _detect(img: torch.Tensor, detector: str, info: dict) -> tuple[str, dict, di
         else:
             info["warnings"].append(f"no landmark detector can run ({backend_problem(BACKENDS[0])}); "
                                     "using OpenCV")
-    box = face_box(rgb) if detector in ("auto", "opencv") else None
+    box = face_box(view) if detector in ("auto", "opencv") else None
     if box is not None:
-        box, used = tuple(v * s for v in box), "opencv"
+        box, used = ((box[0] + ox) * s, (box[1] + oy) * s, box[2] * s, box[3] * s), "opencv"
+        check_face(box[3], {}, img.shape[1], img.shape[0], info)
     elif detector == "opencv":
         raise FitInputError("OpenCV found no face in the photo", "detector",
                             "use a photo with a frontal face, or detector 'manual' and the scale / offset overrides")
     else:                                  # manual, or auto with nothing found
         if detector == "auto":
-            info["warnings"].append("no face found; placed a centred default body (adjust it "
-                                    "with scale / offset_x / offset_y)")
+            info["warnings"].append(f"no face found (a face must look roughly at the camera and be "
+                                    f"at least {MIN_FACE_PX} px tall); placed a centred default body "
+                                    "(adjust it with scale / offset_x / offset_y)")
         box, used = _default_box(img.shape[1], img.shape[0]), "manual"
     info["face_box"] = [float(v) for v in box]
     return used, box_targets(box), {}
+
+
+def check_face(height_px: float, face_targets: dict, width: int, height: int, info: dict) -> None:
+    """Refuse a face under MIN_FACE_PX tall; note in info a face cut by the photo's edge (its
+    points beyond the edge are where the landmark model extrapolates them)."""
+    if height_px < MIN_FACE_PX:
+        raise FitInputError(f"the face is only {height_px:.0f} px tall in the photo; the fit needs at "
+                            f"least {MIN_FACE_PX} px", "image", SMALL_FACE_FIX)
+    out = sum(not (0 <= x < width and 0 <= y < height) for x, y, _ in face_targets.values())
+    if out:
+        info["face_points_outside"] = out
+        info["warnings"].append(f"the face is cut by the photo's edge ({out} of its {len(face_targets)} "
+                                "fitted points lie outside, placed where the landmark model extrapolates "
+                                "them); a photo showing the whole face fits better")
 
 
 def fit_reference(image, body, detector: str = "auto", overrides: FitOverrides | None = None,
@@ -218,3 +279,82 @@ def fit_reference(image, body, detector: str = "auto", overrides: FitOverrides |
     info["overrides"] = dict(scale=ov.scale, offset_x=ov.offset_x, offset_y=ov.offset_y,
                              rotation=ov.rotation, fov=ov.fov)
     return fit
+
+
+# ARKit channels that part the lips (the photo's smile, brows and eyes stay as fitted)
+LIP_PARTING = ("jawOpen", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
+               "mouthUpperUpRight", "mouthFunnel", "mouthStretchLeft", "mouthStretchRight",
+               "mouthShrugUpper", "mouthRollLower", "mouthRollUpper")
+# inner-lip landmarks (iBUG upper 61, 62, 63 / lower 67, 66, 65) in the body's static set (iBUG 17..)
+INNER_LIP_UPPER, INNER_LIP_LOWER = (61 - 17, 62 - 17, 63 - 17), (67 - 17, 66 - 17, 65 - 17)
+CLOSE_STEPS = 11          # mouthClose values tried (0..1, steps of 0.1) to seal the lips
+
+
+def inner_lip_gap(body, fit: ReferenceFit, expression: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """[B] the mesh's inner-lip gap in the photo (pixels, + = open) for expressions [B,E] and
+    reference poses [B,55,3,3] at the fit's placement."""
+    B = expression.shape[0]
+    dev = body.device
+    with torch.no_grad():
+        lm = body.forward(fit.betas[None].to(dev).expand(B, -1), fit.global_orient[None].to(dev).expand(B, -1),
+                          fit.transl[None].to(dev).expand(B, -1), pose.to(dev), expression.to(dev))["landmarks"]
+    uv = fit.camera.project(lm.cpu())[0][..., 1]
+    return (uv[:, list(INNER_LIP_LOWER)] - uv[:, list(INNER_LIP_UPPER)]).mean(-1)
+
+
+def sealing_close(body, fit: ReferenceFit, expr: torch.Tensor, pose: torch.Tensor, k: int,
+                  base: float) -> tuple[float, float]:
+    """(the smallest mouthClose (channel k) in base..base+1 that seals the mesh's inner lips, the
+    gap left in pixels) for expression [E] and pose [55,3,3]; the least open one if none seals."""
+    cand = expr[None].repeat(CLOSE_STEPS, 1)
+    cand[:, k] = base + torch.linspace(0, 1, CLOSE_STEPS)
+    gap = inner_lip_gap(body, fit, cand, pose[None].expand(CLOSE_STEPS, -1, -1, -1))
+    sealed = torch.nonzero(gap <= 0.0)
+    i = int(sealed[0]) if len(sealed) else int(gap.argmin())
+    return float(cand[i, k]), float(gap[i])
+
+
+def closed_mouth_fit(body, fit: ReferenceFit) -> ReferenceFit:
+    """The fit's rest state with the lips closed: what a talking video's motion is added to.
+
+    The photo's expression (smile, eyes, brows) is kept; what parts its lips (jaw joint, jawOpen,
+    the lip raisers / lowerers, LIP_PARTING) is set to rest, and mouthClose is chosen (a scan of
+    0..1) so the mesh's inner lips meet: a photo that shows its teeth still rests with its lips
+    together (the renderer stretches the photo's own lips over the teeth). The fit itself is not
+    changed (its vertices are where the photo shows them: the renderer samples the photo there)."""
+    names = expression_names(body.expression_set)
+    expr = fit.expression.detach().clone().float()
+    for n in LIP_PARTING:
+        if n in names:
+            expr[names.index(n)] = 0.0
+    pose = fit.reference_pose.detach().clone().float()
+    pose[SMPLX_INDEX["jaw"]] = body.rest_pose(1)[0, SMPLX_INDEX["jaw"]].cpu()
+    out = copy.copy(fit)
+    out.info = dict(fit.info)
+    if "mouthClose" in names:
+        k = names.index("mouthClose")
+        expr[k], out.info["rest_lip_gap_px"] = sealing_close(body, fit, expr, pose, k, 0.0)
+    out.expression, out.reference_pose = expr, pose
+    return out
+
+
+LIP_SEAL = 0.12           # jawOpen up to which soft lips stay together (the jaw opens a little first)
+JAW_RAD_PER_OPEN = 0.32   # the motion's jaw joint pitch per jawOpen (motion/synthetic/priors.JAW_MAX_RAD)
+
+
+def lip_seal_close(body, rest: ReferenceFit, jaw_open: float = LIP_SEAL) -> float:
+    """The mouthClose that keeps the lips of `rest` (closed_mouth_fit) together when the jaw
+    opens by jaw_open (jawOpen and the jaw joint's matching pitch): added in proportion below
+    jaw_open, it makes small jaw openings (a pause's settling jaw, a bilabial's) keep the lips
+    shut, as real lips do. 0 for a body without jawOpen / mouthClose."""
+    names = expression_names(body.expression_set)
+    if "jawOpen" not in names or "mouthClose" not in names:
+        return 0.0
+    expr = rest.expression.detach().clone().float()
+    expr[names.index("jawOpen")] += jaw_open
+    pose = rest.reference_pose.detach().clone().float()
+    pose[SMPLX_INDEX["jaw"]] = pose[SMPLX_INDEX["jaw"]] @ axis_angle_to_matrix(
+        torch.tensor([JAW_RAD_PER_OPEN * jaw_open, 0.0, 0.0]))
+    k = names.index("mouthClose")
+    base = float(expr[k])
+    return sealing_close(body, rest, expr, pose, k, base)[0] - base

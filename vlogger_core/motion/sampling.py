@@ -6,7 +6,8 @@ from the previous output so the new frames continue the motion, and the last `bl
 regenerated and cross-faded, so the hand-over is a ramp, not a step: memory is bounded by the window, not the clip,
 and the causal model never needs frames it has not generated. The DDIM schedule and CFG run
 per window; one torch.Generator seeded once draws all noise, so a seed fixes the whole motion.
-Artist controls scale the sampled residuals afterwards (see apply_controls).
+Artist controls scale the sampled residuals afterwards (see apply_controls), and a seeded,
+causal procedural layer adds breathing, torso sway and emphasis gestures on top (body_layer.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..audio.features import audio_features, num_frames
 from ..callbacks import Interrupt, Progress, check, report
 from ..errors import VloggerError
 from ..threads import torch_threads
+from .body_layer import BodyLayer, add_body_layer
 from .model import MotionDiffusion
 from .params import (
     ARKIT52,
@@ -48,12 +50,13 @@ class SampleSettings:
     context: int = 32
     blend: int = 8                 # of the context frames, how many are cross-faded
     expression_intensity: float = 1.0
-    head_motion: float = 1.0
-    gesture_amount: float = 1.0
+    head_motion: float = 1.0       # head, neck and torso (0 = still; it also scales the layer's sway)
+    gesture_amount: float = 1.0    # arms and hands: 0 = still, 1 = natural, 2 = animated
     sampler: str = "ddim"          # "ddim" or "dpm"
     add_blinks: bool = False       # overlay blinks from the corpus' blink prior (seeded)
     cpu_threads: int = 1           # on CPU: the model is small, 1 thread beats 2 (sync overhead)
     pose_smoothing: int = 2        # passes of a [1,2,1]/4 filter over body/hand rotations
+    body_layer: bool = True        # breathing, torso sway and emphasis gestures (body_layer.py)
 
     def check(self) -> None:
         """A VloggerError naming the first unusable field (arg = the field's name)."""
@@ -171,8 +174,19 @@ def _sample(model, wave16k, fps, settings, device, progress, interrupt) -> Motio
     motion = resample_motion(motion, fps, n_out)
     if settings.add_blinks:
         motion = add_prior_blinks(motion, settings.seed)
-    return apply_controls(motion, settings.expression_intensity, settings.head_motion,
-                          settings.gesture_amount)
+    motion = apply_controls(motion, settings.expression_intensity, settings.head_motion,
+                            settings.gesture_amount)
+    if settings.body_layer:
+        motion = add_body_layer(motion, wave16k.cpu(), settings.seed, layer_amounts(settings))
+    return motion
+
+
+def layer_amounts(settings: SampleSettings) -> BodyLayer:
+    """The body layer's parts from the artist controls: sway with head_motion (head, neck and
+    torso), breathing at its natural depth unless head_motion is below 1, gestures with
+    gesture_amount."""
+    h = max(0.0, settings.head_motion)
+    return BodyLayer(breathing=min(1.0, h), sway=h, gestures=max(0.0, settings.gesture_amount))
 
 
 def add_prior_blinks(motion: Motion, seed: int) -> Motion:
@@ -224,7 +238,8 @@ def apply_controls(motion: Motion, expression_intensity: float = 1.0, head_motio
     """Artist controls on the sampled residuals:
     expression_intensity scales face coefficients (not blinks/gaze) and the jaw rotation;
     head_motion scales pelvis/spine/neck/head residual angles; gesture_amount scales collars,
-    arms, wrists and fingers. 1 = as sampled, 0 = none."""
+    arms, wrists and fingers. 1 = as sampled, 0 = none. (The body layer's parts follow the same
+    two controls: layer_amounts.)"""
     expr = motion.expression.clone()
     r6 = motion.rot6d.clone()
     if motion.expression_set == "arkit52":

@@ -3,9 +3,10 @@
 Where no trained video-diffusion weights exist (none are public), each frame is made from the
 reference photo itself, driven by the same body renders VLOGGER's diffusion model consumes:
 
-1. Once per reference: a person mask of the photo (GrabCut seeded by the fitted body's
-   silhouette, so hair and clothes beyond the mesh count as person) and a background plate (the
-   photo with the person inpainted away), so a head or arm moving away leaves no hole.
+1. Once per reference: a soft person mask of the photo (mediapipe's selfie segmentation, run by
+   LiteRT, so hair and clothes beyond the mesh count as person, joined with the fitted body's
+   silhouette; GrabCut seeded by the silhouette where LiteRT cannot run) and a background plate
+   (the photo with the person inpainted away), so a head or arm moving away leaves no hole.
 2. Per frame: every body pixel knows which point of the photo it shows (the reference-image
    position of the surface point under it, interpolated from the vertices). That mapping,
    extended smoothly off the body, backward-warps the photo (cv2.remap): eyelids, lips, hair and
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..body import landmark_models
 from . import compositor_kernels as kernels
 
-MOUTH_PARTS = ("mouth_interior", "teeth", "tongue")
-LOWER_TEETH_SHADE = 0.6        # painted lower teeth: in the lower lip's shadow
+LOWER_TEETH = "teeth_lower"    # the renderer's own label: the teeth that move with the jaw
+MOUTH_PARTS = ("mouth_interior", "teeth", LOWER_TEETH, "tongue")
+LOWER_TEETH_SHADE = 0.78       # painted lower teeth: in the lower lip's shadow
 
 
 @dataclass
@@ -40,6 +43,60 @@ class CompositorReference:
     width: int
     height: int
     teeth_color: np.ndarray | None = None   # [3] the photo's own teeth, when it shows them
+
+
+SEGMENT_SIDE = 1024     # the selfie mask is made at most at this size (its model sees 256x256)
+
+
+def _disk(r: int) -> np.ndarray:
+    """A round structuring element of radius r."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def person_mask(photo: np.ndarray, silhouette: np.ndarray) -> np.ndarray:
+    """The soft person (and hair) mask [H,W] float32 0..1 of the photo [H,W,3] float 0..1, given
+    the fitted body's silhouette [H,W] bool: from the selfie segmentation where LiteRT can run
+    (person_mask_from_segmentation), else GrabCut (person_mask_from_silhouette)."""
+    if landmark_models.unavailable_reason() is None:
+        return person_mask_from_segmentation(photo, silhouette)
+    return person_mask_from_silhouette(photo, silhouette)
+
+
+def person_mask_from_segmentation(photo: np.ndarray, silhouette: np.ndarray,
+                                  max_side: int = SEGMENT_SIDE) -> np.ndarray:
+    """The person of the fitted body from mediapipe's selfie segmentation (landmark_models.
+    segment_person), soft [H,W] float32 0..1.
+
+    The model's 256x256 probability map is upsampled bilinearly (to the photo, or to at most
+    max_side on the long side and then to the photo): it is smooth, and its soft edge already
+    sits within a few pixels of the hair's edge (a guided filter on the photo was tried: it
+    widened the edge's tail and dented the mask inside textured hair). The fitted body's
+    silhouette is joined in (a little eroded: the fit may overlap the background by a few
+    pixels), and only the segments touching the body are kept (another person, or a stray blob,
+    is background). The soft edge is kept for compositing."""
+    h, w = silhouette.shape
+    sil = silhouette.astype(np.uint8)
+    if sil.sum() < 16:  # no body in the photo: nothing is this person
+        return np.zeros((h, w), np.float32)
+    s = min(1.0, max_side / max(h, w))
+    sw, sh = max(1, round(w * s)), max(1, round(h * s))
+    small = photo if s == 1.0 else cv2.resize(photo, (sw, sh), interpolation=cv2.INTER_AREA)
+    small = np.ascontiguousarray(small, np.float32)
+    seg = landmark_models.segment_person((np.clip(small, 0, 1) * 255 + 0.5).astype(np.uint8))
+    cell = max(sw, sh) / 256                          # one cell of the model's output, in pixels
+    sil_s = sil if s == 1.0 else (cv2.resize(sil, (sw, sh), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
+    inner = cv2.erode(sil_s, _disk(max(1, round(max(sw, sh) / 100))))
+    seg = np.maximum(seg, cv2.GaussianBlur(inner.astype(np.float32), (0, 0), max(0.8, cell / 2)))
+    # keep the segments that touch the body (with their soft rim), drop the others
+    _, lab = cv2.connectedComponents((seg > 0.5).astype(np.uint8))
+    keep = np.unique(lab[(sil_s > 0) & (lab > 0)])
+    region = np.isin(lab, keep[keep > 0]).astype(np.uint8)
+    gate = cv2.GaussianBlur(cv2.dilate(region, _disk(max(2, round(2 * cell)))).astype(np.float32),
+                            (0, 0), max(1.0, cell))
+    seg = (seg * np.minimum(1.0, 2 * gate)).astype(np.float32)
+    if s != 1.0:
+        seg = cv2.resize(seg, (w, h), interpolation=cv2.INTER_LINEAR)
+    return seg
 
 
 def person_mask_from_silhouette(photo: np.ndarray, silhouette: np.ndarray,
@@ -65,9 +122,8 @@ def person_mask_from_silhouette(photo: np.ndarray, silhouette: np.ndarray,
     if sil.sum() < 16:  # nothing to seed from: everything is background
         return np.zeros((h, w), np.float32)
     size = max(h, w)
-    k = lambda r: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    sure_fg = cv2.erode(sil, k(max(1, size // 64)))
-    probable = cv2.dilate(sil, k(max(2, size // 14)))
+    sure_fg = cv2.erode(sil, _disk(max(1, size // 64)))
+    probable = cv2.dilate(sil, _disk(max(2, size // 14)))
     # hair sits above the mesh's scalp: extend the probable region upward
     ys, xs = np.nonzero(sil)
     top = ys.min()
@@ -77,7 +133,7 @@ def person_mask_from_silhouette(photo: np.ndarray, silhouette: np.ndarray,
         pad = (x1 - x0) // 3
         probable[max(0, top - (x1 - x0) // 2):top + 1, max(0, x0 - pad):x1 + pad + 1] = 1
     mask = np.full((h, w), cv2.GC_BGD, np.uint8)
-    mask[cv2.dilate(probable, k(max(2, size // 10))) > 0] = cv2.GC_PR_BGD
+    mask[cv2.dilate(probable, _disk(max(2, size // 10))) > 0] = cv2.GC_PR_BGD
     mask[probable > 0] = cv2.GC_PR_FGD
     mask[sure_fg > 0] = cv2.GC_FGD
     img = (np.clip(photo, 0, 1) * 255).astype(np.uint8)[..., ::-1].copy()
@@ -103,7 +159,7 @@ def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, hei
     identity [H,W,2]: for each output pixel, the photo pixel (index coordinates) it shows when
     nothing moves; None = a plain resize of the whole photo."""
     photo = np.ascontiguousarray(photo, dtype=np.float32)
-    person = person_mask_from_silhouette(photo, silhouette)
+    person = person_mask(photo, silhouette)
     if identity is None:
         identity = plain_identity(photo.shape[:2], width, height)
     # pre-blur before sampling down so the plate and mask are not aliased
@@ -114,7 +170,10 @@ def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, hei
                       borderMode=cv2.BORDER_REPLICATE)
     pm = cv2.remap(pm_src, identity[..., 0], identity[..., 1], cv2.INTER_LINEAR,
                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    hole = (cv2.dilate((pm > 0.05).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0).astype(np.uint8)
+    # the plate loses the whole body too (a mesh rim the mask leaves out would stay behind)
+    sil = cv2.remap(silhouette.astype(np.float32), identity[..., 0], identity[..., 1], cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    hole = (cv2.dilate(((pm > 0.05) | (sil > 0.05)).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0).astype(np.uint8)
     plate = cv2.inpaint((small * 255).astype(np.uint8), hole, max(3, width // 64),
                         cv2.INPAINT_TELEA).astype(np.float32) / 255
     colors = part_mean_colors or {}
@@ -131,6 +190,20 @@ def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.nda
     gx = (np.arange(width) + 0.5) * pw / width - 0.5
     gy = (np.arange(height) + 0.5) * ph / height - 0.5
     return np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
+
+
+def split_lower_teeth(face_labels: np.ndarray, part_ids: dict[str, int],
+                      jaw_weight: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """The teeth that move with the jaw (face's mean jaw skinning weight jaw_weight [F] > 0.5)
+    get their own label LOWER_TEETH, so the mouth painter tells upper from lower teeth.
+    Returns (labels [F], part ids with LOWER_TEETH added)."""
+    if "teeth" not in part_ids or LOWER_TEETH in part_ids:
+        return face_labels, part_ids
+    ids = dict(part_ids)
+    ids[LOWER_TEETH] = max(ids.values()) + 1
+    out = face_labels.copy()
+    out[(face_labels == ids["teeth"]) & (jaw_weight > 0.5)] = ids[LOWER_TEETH]
+    return out, ids
 
 
 def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray,
@@ -178,28 +251,34 @@ def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, in
     pad = 3
     y0, y1 = max(0, ys.min() - pad), min(mouth.shape[0], ys.max() + pad + 1)
     x0, x1 = max(0, xs.min() - pad), min(mouth.shape[1], xs.max() + pad + 1)
-    lab, m = part_index[y0:y1, x0:x1], mouth[y0:y1, x0:x1].astype(np.float32)
+    lab, m = part_index[y0:y1, x0:x1].copy(), mouth[y0:y1, x0:x1].astype(np.float32)
     unseen = (~seen[y0:y1, x0:x1]).astype(np.float32)
+    # the mesh's teeth are separate boxes: the cavity seen in the slivers between them would
+    # read as dark stripes (braces). Close each row of teeth over its own slivers (upper and
+    # lower apart, so the real opening between the rows stays).
+    r = max(1, int(round((x1 - x0) / 40)))
+    kern = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    for name in ("teeth", LOWER_TEETH):
+        if name in ids and "mouth_interior" in ids:
+            rows = cv2.morphologyEx((lab == ids[name]).astype(np.uint8), cv2.MORPH_CLOSE, kern) > 0
+            lab[rows & (lab == ids["mouth_interior"])] = ids[name]
     # a dark, reddish cavity (the lips' own hue, darkened; green and blue more than red)
     cavity = np.clip(ref.lip_color * np.array([0.45, 0.2, 0.22], np.float32), 0, 1)
     layers = {"mouth_interior": cavity,
               "tongue": np.clip(ref.lip_color * np.array([0.8, 0.42, 0.45], np.float32), 0, 1),
               "teeth": ref.teeth_color if ref.teeth_color is not None else np.array([0.86, 0.84, 0.78], np.float32)}
+    layers[LOWER_TEETH] = layers["teeth"] * LOWER_TEETH_SHADE
     paint = np.zeros(lab.shape + (3,), np.float32)
     for name, pid in ids.items():
         paint[lab == pid] = layers[name]
     # shade: darker toward the centre of the opening, so depth reads even at 256 px
     depth = cv2.GaussianBlur(m, (0, 0), max(1.0, np.sqrt(m.sum()) / 6))
     depth = depth / max(float(depth.max()), 1e-6)
-    # teeth sit at the front of the opening: only lightly shaded, so they read as teeth;
-    # the lower ones (below the opening's middle) lie in the lower lip's shadow, darker, so
-    # they do not read as a second lower lip
-    teeth = lab == ids.get("teeth", -1)
+    # teeth sit at the front of the opening: only lightly shaded, so they read as teeth (the
+    # lower ones, in the lower lip's shadow, are painted darker: LOWER_TEETH_SHADE)
+    teeth = np.isin(lab, [ids[p] for p in ("teeth", LOWER_TEETH) if p in ids])
     strength = np.where(teeth, 0.15, 0.45).astype(np.float32)
     paint *= (1.0 - strength * depth)[..., None]
-    rows = np.nonzero(m.any(1))[0]
-    lower = teeth & (np.arange(lab.shape[0])[:, None] > 0.5 * (rows.min() + rows.max()))
-    paint[lower] *= LOWER_TEETH_SHADE
     soft = cv2.GaussianBlur(m * unseen, (0, 0), 0.6)[..., None]
     out = img.copy()
     out[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - soft) + paint * soft

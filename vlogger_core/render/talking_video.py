@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from ..body.model import BodyModel
-from ..body.reference import ReferenceFit
+from ..body.reference import LIP_SEAL, ReferenceFit, closed_mouth_fit, lip_seal_close
 from ..callbacks import Interrupt, Progress, check, report
 from ..errors import VloggerError
-from ..motion.params import Motion
+from ..motion.params import SMPLX_INDEX, Motion, expression_names
 from . import controls as control_maps
 from . import rasterizer
-from .compositor import composite_frame, prepare_reference
+from .compositor import LOWER_TEETH, composite_frame, prepare_reference, split_lower_teeth
 from ..media import StreamingMP4Writer
 
 
@@ -37,6 +37,51 @@ def output_size(fit: ReferenceFit, resolution: str) -> tuple[int, int]:
                        "pick 256, 512 or photo")
 
 
+# iBUG contours of the lips (corners 48 / 54): outer and inner, upper and lower, left to right
+LIP_MARGIN = 0.3            # the inner edge's target: this share of the lip's height into the lip
+CORNER_SHARE = 0.7          # the share of the inner points' error kept at the mouth's corners
+LIP_CONTOURS = {"upper": ((48, 49, 50, 51, 52, 53, 54), (48, 61, 62, 63, 54)),
+                "lower": ((48, 59, 58, 57, 56, 55, 54), (48, 67, 66, 65, 54))}
+
+
+def fit_lips_to_photo(src_xy: np.ndarray, body: BodyModel, fit: ReferenceFit, jaw_weight: np.ndarray) -> None:
+    """Where the lip vertices sample the photo, corrected in place (src_xy [V,2]) so the mesh's
+    inner lip edges sample the photo's own inner lip edges (the detected landmarks): the fitted
+    lips of a smile showing teeth otherwise reach over the teeth, and a closed mouth would show
+    a white line of teeth between its lips. Each lip vertex moves vertically by the inner edge's
+    error times its place between the outer (0) and the inner (1) edge: the photo's own lips are
+    stretched over the teeth. No-op without detected inner-lip landmarks (OpenCV / manual fits)."""
+    used = fit.info.get("landmarks_used", [])
+    det = dict(zip(used, fit.info.get("detected_landmarks", [])))
+    if not all(i in det for i in (61, 62, 63, 65, 66, 67)):
+        return
+    lm = body.pose_fit(fit)["landmarks"][0].cpu()
+    mesh = fit.camera.project(lm)[0].numpy() - 0.5                     # [51,2], iBUG 17..67
+    at = lambda i: mesh[i - 17]
+    lip_v = np.unique(body.faces[body.face_labels == body.part_id("lips")])
+    for side, (outer, inner) in LIP_CONTOURS.items():
+        v = lip_v[(jaw_weight[lip_v] > 0.5) == (side == "lower")]
+        ox, oy = np.array([at(i) for i in outer]).T
+        ix, iy = np.array([at(i) for i in inner]).T
+        # the target: the photo's inner edge, LIP_MARGIN of the lip's height into the lip (bilinear
+        # samples on the edge itself mix in the teeth)
+        dy = np.array([det[i][1] - 0.5 for i in inner[1:-1]])
+        dx = np.array([det[i][0] - 0.5 for i in inner[1:-1]])
+        dy = dy + LIP_MARGIN * (np.interp(dx, *_sorted(ox, oy)) - dy)
+        e = dy - iy[1:-1]
+        # a smile shows its teeth almost to the corners: most of the error reaches them too
+        err = np.concatenate([[CORNER_SHARE * e[0]], e, [CORNER_SHARE * e[-1]]])
+        x, y = src_xy[v, 0], src_xy[v, 1]
+        yo, yi = np.interp(x, *_sorted(ox, oy)), np.interp(x, *_sorted(ix, iy))
+        w = np.clip((y - yo) / np.where(np.abs(yi - yo) < 1e-3, 1e-3, yi - yo), 0.0, 1.0)
+        src_xy[v, 1] = y + np.interp(x, *_sorted(ix, err)) * w
+
+
+def _sorted(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    o = np.argsort(x)
+    return x[o], y[o]
+
+
 class TalkingVideoRenderer:
     def __init__(self, body: BodyModel, fit: ReferenceFit, width: int, height: int,
                  device: torch.device | str = "cpu"):
@@ -44,9 +89,12 @@ class TalkingVideoRenderer:
         self.body, self.fit, self.device = body, fit, torch.device(device)
         self.width, self.height = width, height
         self.camera = control_maps.camera_for(fit.camera, width, height)
-        self.part_ids = {n: i for i, n in enumerate(body.part_names)}
         self.faces = np.ascontiguousarray(body.faces, dtype=np.int32)
-        self.labels = np.ascontiguousarray(body.face_labels, dtype=np.uint8)
+        jaw = body.smplx.lbs_weights[:, SMPLX_INDEX["jaw"]].detach().cpu().numpy()
+        labels, self.part_ids = split_lower_teeth(np.ascontiguousarray(body.face_labels, dtype=np.uint8),
+                                                  {n: i for i, n in enumerate(body.part_names)},
+                                                  jaw[self.faces].mean(1))
+        self.labels = np.ascontiguousarray(labels, dtype=np.uint8)
         photo = fit.image.detach().cpu().numpy().astype(np.float32)
         ref_verts = body.pose_frames(fit, None, 0, 1, "cpu")
         # where every vertex lies in the photo (remap's pixel-index coordinates) and whether
@@ -58,10 +106,14 @@ class TalkingVideoRenderer:
         silhouette = frags.tri_id[0] >= 0
         labels_ref = rasterizer.face_label_map(frags, self.labels)[0]
         means = {}
-        for name in ("lips", "face_skin", "teeth"):   # teeth: where the photo shows them
-            sel = labels_ref == self.part_ids.get(name, -1)
+        for name, parts in (("lips", ("lips",)), ("face_skin", ("face_skin",)),
+                            ("teeth", ("teeth", LOWER_TEETH))):   # teeth: where the photo shows them
+            sel = np.isin(labels_ref, [self.part_ids[p] for p in parts if p in self.part_ids])
             if sel.sum() > 3:
-                means[name] = photo[sel].mean(0)
+                px = photo[sel]
+                if name == "teeth":   # the teeth themselves, not the gaps and gums between them
+                    px = px[px.sum(1) >= np.percentile(px.sum(1), 60)]
+                means[name] = px.mean(0)
         # output pixel index -> photo pixel index (same camera pose, other intrinsics)
         a = fit.camera.focal / self.camera.focal
         (cpx, cpy), (cox, coy) = fit.camera.center, self.camera.center
@@ -69,19 +121,44 @@ class TalkingVideoRenderer:
         gy = (np.arange(height) + 0.5 - coy) * a + cpy - 0.5
         self.identity = np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
         self.reference = prepare_reference(photo, silhouette, width, height, means, self.identity)
+        # motion None renders the photo itself; a motion's frames sample the photo's own lips
+        # for the mesh's lips (fit_lips_to_photo)
+        self.attrs_photo = np.concatenate([self.src_xy, self.ref_visible[:, None]], 1).astype(np.float32)
+        fit_lips_to_photo(self.src_xy, body, fit, jaw)
         self.attrs = np.concatenate([self.src_xy, self.ref_visible[:, None]], 1).astype(np.float32)
+        # a motion moves the face from rest with the lips closed (the photo may show its teeth:
+        # its own lips are stretched over them); the vertices above still sample the photo
+        self.rest_fit = closed_mouth_fit(body, fit)
+        self.seal = lip_seal_close(body, self.rest_fit)
 
     def render(self, motion: Motion | None, start: int, stop: int) -> np.ndarray:
-        """Frames [stop-start, H, W, 3] float32 0..1."""
-        verts = self.body.pose_frames(self.fit, motion, start, stop, "cpu")
+        """Frames [stop-start, H, W, 3] float32 0..1 of the motion from the closed-mouth rest
+        state (motion None: the photo's own pose and expression, i.e. the photo)."""
+        if motion is not None:
+            motion = self.sealed(motion, start, stop)
+            start, stop = 0, motion.num_frames
+        verts = self.body.pose_frames(self.fit if motion is None else self.rest_fit, motion, start, stop, "cpu")
         pts = control_maps.project(self.camera, verts)
         frags = rasterizer.rasterize(pts, self.faces, self.width, self.height)
-        attrs = rasterizer.interpolate(frags, self.attrs)                 # [n,H,W,3]
+        attrs = rasterizer.interpolate(frags, self.attrs_photo if motion is None else self.attrs)  # [n,H,W,3]
         frames = np.empty((len(verts), self.height, self.width, 3), np.float32)
         for i in range(len(verts)):
             frames[i] = composite_frame(self.reference, frags.tri_id[i], attrs[i], self.labels,
                                         self.part_ids, self.identity)
         return frames
+
+    def sealed(self, motion: Motion, start: int, stop: int) -> Motion:
+        """Frames start..stop of the motion with soft lips: below LIP_SEAL of jawOpen the lips
+        stay together (mouthClose raised in proportion, self.seal at LIP_SEAL), so a settling
+        jaw in a pause or a bilabial's small opening shows closed lips."""
+        m = motion.slice(max(0, start), min(motion.num_frames, stop))
+        names = expression_names(motion.expression_set)
+        if self.seal <= 0 or "jawOpen" not in names or "mouthClose" not in names:
+            return m
+        expr = m.expression.clone()
+        jaw = expr[:, names.index("jawOpen")].clamp(0, LIP_SEAL) / LIP_SEAL
+        expr[:, names.index("mouthClose")] += self.seal * jaw
+        return Motion(m.fps, m.expression_set, expr, m.rot6d, list(m.joints))
 
     def render_windows(self, motion: Motion, window: int = 48, progress: Progress = None,
                        interrupt: Interrupt = None, start: int = 0,

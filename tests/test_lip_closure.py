@@ -1,0 +1,92 @@
+"""Lips that close, seen on the OUTPUT video by an independent detector (issue 14).
+
+Through the real server: text -> speech -> motion -> frames (README command 1's renderer, 512) ->
+MP4. The pack's default landmark detector (mediapipe's face mesh on LiteRT; it knows nothing of
+how the frames were made) reads the inner-lip gap of every decoded frame. The photo shows its
+teeth; still the lips must close in the pause (and on p / b / m), and open on the vowels."""
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vlogger_core.audio.tts import synthesize
+from vlogger_core.media import read_video
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import _lip_metrics as lips  # noqa: E402
+
+TEXT = "Mama made a pie. Bob ate it all, papa."   # full stop = a pause of about half a second
+VOICE, RATE = "en-us", 140
+OPEN_VOWELS = {"a", "A", "A:", "aI", "aa", "a#", "V", "aU", "O", "O:", "eI", "E"}
+
+
+@pytest.fixture(scope="module")
+def clip(comfy):
+    prompt = comfy.workflow("talking_video_from_text")
+    prompt["4"]["inputs"].update(text=TEXT, voice=VOICE, rate=RATE)
+    prompt["7"]["inputs"]["resolution"] = "512"
+    result = comfy.run(prompt)
+    assert result.error is None, json.dumps(result.error)[:3000]
+    mp4 = [f for f in result.files() if f["filename"].endswith(".mp4")]
+    assert len(mp4) == 1, result.outputs
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "v.mp4"
+        p.write_bytes(comfy.fetch(mp4[0]))
+        frames, fps, _, _ = read_video(p)
+    # the same text, voice and rate give the same timeline here (espeak-ng, deterministic
+    # up to a few ms)
+    _, _, timeline = synthesize(TEXT, voice=VOICE, rate=RATE)
+    gap = lips.seen_lip_gap(lips.detect_faces(frames))
+    return frames, fps, timeline, gap
+
+
+def test_the_detector_sees_the_face_on_every_frame(clip):
+    frames, fps, timeline, gap = clip
+    assert frames.shape[1:] == (512, 512, 3)
+    assert np.isfinite(gap).mean() > 0.95
+
+
+def _photo_gap() -> float:
+    from PIL import Image
+    photo = np.asarray(Image.open(Path(__file__).resolve().parent.parent / "examples" / "astronaut.png").convert("RGB"))
+    return lips.photo_lip_gap(photo)
+
+
+def test_lips_close_in_the_pause_and_open_on_vowels(clip):
+    """The photo's own lips stand apart (its teeth show): in the pause between the sentences the
+    seen gap is under half the photo's, on the open vowels well over it."""
+    frames, fps, timeline, gap = clip
+    n = len(frames)
+    photo = _photo_gap()
+    assert photo > 0.1, photo                               # the photo shows its teeth
+    pauses = lips.pause_intervals(timeline)
+    inner = [(a, b) for a, b in pauses if a > 0.2 and b < timeline.duration - 0.05]   # between sentences
+    assert inner and inner[0][1] - inner[0][0] >= 0.3, pauses
+    t = (np.arange(n) + 0.5) / fps
+    a, b = inner[0]
+    mid = (t > a + 0.1) & (t < b - 0.04)                   # the jaw needs a few frames to settle
+    assert mid.sum() >= 3, (a, b)
+    assert np.nanmedian(gap[mid]) < 0.5 * photo, (gap[mid], photo)
+    vowels = np.array([p in OPEN_VOWELS for p in timeline.at_frames(fps, n)])
+    assert vowels.sum() >= 6
+    assert np.nanmean(gap[vowels]) > 1.2 * photo, (np.nanmean(gap[vowels]), photo)
+    assert np.nanmean(gap[vowels]) > 3 * np.nanmedian(gap[mid])
+
+
+@pytest.mark.xfail(reason="issue 14: the shipped motion model barely closes on p / b / m (its mouth "
+                          "opening stays 0.2-0.4 there); the renderer closes what the motion closes",
+                   strict=False)
+def test_lips_close_on_bilabials(clip):
+    frames, fps, timeline, gap = clip
+    thr = 0.5 * _photo_gap()
+    t = (np.arange(len(frames)) + 0.5) / fps
+    closed = []
+    for p, s, e in zip(timeline.phonemes, timeline.starts, timeline.ends):
+        if p in lips.BILABIALS:
+            near = (t > s - 0.5 / fps) & (t < e + 0.5 / fps)   # the frames that sample the closure
+            closed.append(bool(np.nanmin(gap[near]) < thr) if near.any() else False)
+    assert len(closed) >= 5, timeline.phonemes
+    assert np.mean(closed) >= 0.8, closed
