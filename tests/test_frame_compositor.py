@@ -146,3 +146,47 @@ def test_a_motion_starts_from_closed_lips(renderer):
     gap = lips.seen_lip_gap(lips.detect_faces(u8))
     assert np.isfinite(gap).all()
     assert gap[1] < 0.6 * gap[0], gap
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_a_rough_fit_does_not_tear_the_head_or_leave_slivers(size):
+    """A fit 3 % of the image off (a rough detector) under wide head turns: far from the person
+    (outside the person mask joined with every frame's body, dilated) every pixel is the
+    background plate; inside, the head layer stays one piece (no background-coloured hole
+    opens in the face and hair region that the plate shows through)."""
+    from vlogger_core.body.reference import FitOverrides
+    from vlogger_core.motion.params import axis_angle_to_matrix, matrix_to_rot6d
+    from vlogger_core.render import controls as control_maps
+    from vlogger_core.render import rasterizer
+
+    photo = torch.from_numpy(np.array(Image.open(REPO / "examples" / "astronaut.png").convert("RGB"))).float() / 255
+    body = load_body()
+    fit = fit_reference(photo, body, "auto", FitOverrides(offset_x=0.03, offset_y=0.03))
+    r = TalkingVideoRenderer(body, fit, size, size)
+    n = 12
+    aa = torch.zeros(n, 2, 3)
+    turn = torch.linspace(-1, 1, n)
+    aa[:, 0, 1] = 0.45 * turn        # head yaw +-26 degrees
+    aa[:, 0, 2] = 0.2 * turn         # and roll
+    aa[:, 1, 0] = 0.15 * turn        # neck pitch
+    motion = Motion(24.0, "arkit52", torch.zeros(n, len(ARKIT52)), matrix_to_rot6d(axis_angle_to_matrix(aa)),
+                    ["head", "neck"])
+    frames = r.render(motion, 0, n)
+    plate = r.reference.plate
+    person = cv2.remap(r.reference.person_mask, r.identity[..., 0], r.identity[..., 1], cv2.INTER_LINEAR) > 0.02
+    verts = r.body.pose_frames(r.rest_fit, motion, 0, n, "cpu")
+    sil = rasterizer.rasterize(control_maps.project(r.camera, verts), r.faces, size, size).tri_id >= 0
+    near = cv2.dilate((person | sil.any(0)).astype(np.uint8), np.ones((size // 16 + 1,) * 2, np.uint8)) > 0
+    far = ~near
+    assert far.mean() > 0.15, far.mean()                            # there is background to check
+    diff = np.abs(frames - plate[None]).max(-1)[:, far]
+    assert diff.max() < 2.5 / 255, diff.max()
+    # the head layer of each frame: no pixel of it shows the plate where the plate differs from
+    # the person (a tear would let the background through inside the head)
+    head_ids = [r.part_ids[p] for p in ("face_skin", "scalp_hair", "ears") if p in r.part_ids]
+    frags = rasterizer.rasterize(control_maps.project(r.camera, verts), r.faces, size, size)
+    labels = rasterizer.face_label_map(frags, r.labels)
+    for i in range(n):
+        head = cv2.erode(np.isin(labels[i], head_ids).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        shows_plate = (np.abs(frames[i] - plate).max(-1) < 1.5 / 255) & (np.abs(plate - frames[0]).max(-1) > 0.1)
+        assert (shows_plate & head).sum() <= 0.002 * head.sum(), (i, (shows_plate & head).sum(), head.sum())

@@ -6,7 +6,8 @@ from the previous output so the new frames continue the motion, and the last `bl
 regenerated and cross-faded, so the hand-over is a ramp, not a step: memory is bounded by the window, not the clip,
 and the causal model never needs frames it has not generated. The DDIM schedule and CFG run
 per window; one torch.Generator seeded once draws all noise, so a seed fixes the whole motion.
-Artist controls scale the sampled residuals afterwards (see apply_controls), and a seeded,
+Artist controls scale the sampled residuals afterwards (see apply_controls), a small learned
+head seals the lips where the speech says they are shut (p/b/m, pauses: closure.py), and a seeded,
 causal procedural layer adds breathing, torso sway and emphasis gestures on top (body_layer.py).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..callbacks import Interrupt, Progress, check, report
 from ..errors import VloggerError
 from ..threads import torch_threads
 from .body_layer import BodyLayer, add_body_layer
+from .closure import close_lips, shipped_closure, shut_track
 from .model import MotionDiffusion
 from .params import (
     ARKIT52,
@@ -57,6 +59,7 @@ class SampleSettings:
     cpu_threads: int = 1           # on CPU: the model is small, 1 thread beats 2 (sync overhead)
     pose_smoothing: int = 2        # passes of a [1,2,1]/4 filter over body/hand rotations
     body_layer: bool = True        # breathing, torso sway and emphasis gestures (body_layer.py)
+    lip_closure: float = 1.0       # seal the lips on p/b/m and in pauses (closure.py); 0 = off
 
     def check(self) -> None:
         """A VloggerError naming the first unusable field (arg = the field's name)."""
@@ -66,6 +69,9 @@ class SampleSettings:
             raise VloggerError(f"context {self.context} is negative or not smaller than the window "
                                f"({self.window})", "context",
                                "use a context of about an eighth of the window (e.g. 32 of 256)")
+        if not 0 <= self.lip_closure <= 1:
+            raise VloggerError(f"lip_closure must be within 0..1, got {self.lip_closure}", "lip_closure",
+                               "use 1 (lips seal on p/b/m and in pauses) or 0 (the model's mouth as sampled)")
         if self.sampler not in SAMPLERS:
             raise VloggerError(f"unknown sampler '{self.sampler}'", "sampler", f"choose one of {list(SAMPLERS)}")
 
@@ -176,6 +182,9 @@ def _sample(model, wave16k, fps, settings, device, progress, interrupt) -> Motio
         motion = add_prior_blinks(motion, settings.seed)
     motion = apply_controls(motion, settings.expression_intensity, settings.head_motion,
                             settings.gesture_amount)
+    if settings.lip_closure > 0:
+        shut = shut_track(shipped_closure(str(device)), wave16k.to(device), fps, motion.num_frames)
+        motion = close_lips(motion, shut, settings.lip_closure)
     if settings.body_layer:
         motion = add_body_layer(motion, wave16k.cpu(), settings.seed, layer_amounts(settings))
     return motion

@@ -29,6 +29,12 @@ from . import compositor_kernels as kernels
 LOWER_TEETH = "teeth_lower"    # the renderer's own label: the teeth that move with the jaw
 MOUTH_PARTS = ("mouth_interior", "teeth", LOWER_TEETH, "tongue")
 LOWER_TEETH_SHADE = 0.78       # painted lower teeth: in the lower lip's shadow
+TONGUE_TONE = (0.4, 0.2, 0.21)     # the tongue: the lips' colour in the mouth's shade
+TONGUE_FROM = 0.6              # of the opening's height: where the tongue starts to show
+LIP_SHADOW = 0.8               # how dark the upper lip's shadow on the teeth is
+UPPER_TEETH_SHOWN = 0.05       # the upper incisors' visible height, in mouth widths
+LOWER_LIP = "lips_lower"       # the renderer's own label: the lip that moves with the jaw
+CREASE_DARK = 0.3              # where the lips meet: the lip colour this much darker, at the line
 
 
 @dataclass
@@ -43,6 +49,7 @@ class CompositorReference:
     width: int
     height: int
     teeth_color: np.ndarray | None = None   # [3] the photo's own teeth, when it shows them
+    photo_closed: np.ndarray | None = None  # the photo with its mouth opening filled from its lips
 
 
 SEGMENT_SIDE = 1024     # the selfie mask is made at most at this size (its model sees 256x256)
@@ -153,11 +160,15 @@ def person_mask_from_silhouette(photo: np.ndarray, silhouette: np.ndarray,
 
 def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, height: int,
                       part_mean_colors: dict[str, np.ndarray] | None = None,
-                      identity: np.ndarray | None = None) -> CompositorReference:
+                      identity: np.ndarray | None = None,
+                      mouth_opening: np.ndarray | None = None) -> CompositorReference:
     """Person mask + inpainted background plate at the output size.
 
     identity [H,W,2]: for each output pixel, the photo pixel (index coordinates) it shows when
-    nothing moves; None = a plain resize of the whole photo."""
+    nothing moves; None = a plain resize of the whole photo. mouth_opening [Hp,Wp] uint8: where
+    the photo shows the inside of its mouth (teeth, dark corners); filled from the lips around
+    it into photo_closed, which a closed or moving mouth samples instead (a warp of the photo's
+    lips would otherwise drag the teeth and the dark corners into the seal)."""
     photo = np.ascontiguousarray(photo, dtype=np.float32)
     person = person_mask(photo, silhouette)
     if identity is None:
@@ -181,7 +192,24 @@ def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, hei
     skin = np.asarray(colors.get("face_skin", (0.8, 0.6, 0.5)), np.float32)
     teeth = np.asarray(colors["teeth"], np.float32) if "teeth" in colors else None
     # the photo is sampled once per output pixel: sample the pre-blurred one (no aliasing)
-    return CompositorReference(src, pm_src, plate, lip, skin, width, height, teeth)
+    closed = fill_mouth_opening(src, mouth_opening) if mouth_opening is not None else None
+    return CompositorReference(src, pm_src, plate, lip, skin, width, height, teeth, closed)
+
+
+def fill_mouth_opening(photo: np.ndarray, opening: np.ndarray) -> np.ndarray | None:
+    """The photo with `opening` (uint8 mask) inpainted from its border (the lips), on the
+    opening's bounding box only (any photo size). None for an empty mask."""
+    ys, xs = np.nonzero(opening)
+    if len(ys) == 0:
+        return None
+    pad = max(4, int(0.5 * (ys.max() - ys.min() + 1)))
+    y0, y1 = max(0, ys.min() - pad), min(photo.shape[0], ys.max() + pad + 1)
+    x0, x1 = max(0, xs.min() - pad), min(photo.shape[1], xs.max() + pad + 1)
+    roi = (np.clip(photo[y0:y1, x0:x1], 0, 1) * 255 + 0.5).astype(np.uint8)
+    hole = cv2.dilate(opening[y0:y1, x0:x1], np.ones((3, 3), np.uint8))
+    out = photo.copy()
+    out[y0:y1, x0:x1] = cv2.inpaint(roi, hole, max(2, pad // 3), cv2.INPAINT_TELEA).astype(np.float32) / 255
+    return out
 
 
 def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.ndarray:
@@ -192,30 +220,32 @@ def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.nda
     return np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
 
 
-def split_lower_teeth(face_labels: np.ndarray, part_ids: dict[str, int],
-                      jaw_weight: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
-    """The teeth that move with the jaw (face's mean jaw skinning weight jaw_weight [F] > 0.5)
-    get their own label LOWER_TEETH, so the mouth painter tells upper from lower teeth.
-    Returns (labels [F], part ids with LOWER_TEETH added)."""
-    if "teeth" not in part_ids or LOWER_TEETH in part_ids:
-        return face_labels, part_ids
-    ids = dict(part_ids)
-    ids[LOWER_TEETH] = max(ids.values()) + 1
-    out = face_labels.copy()
-    out[(face_labels == ids["teeth"]) & (jaw_weight > 0.5)] = ids[LOWER_TEETH]
+def split_jaw_parts(face_labels: np.ndarray, part_ids: dict[str, int],
+                    jaw_weight: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """The teeth and lips that move with the jaw (face's mean jaw skinning weight jaw_weight
+    [F] > 0.5) get labels of their own (LOWER_TEETH, LOWER_LIP), so the mouth painter tells
+    upper from lower teeth and finds where the lips meet. Returns (labels [F], part ids with
+    the new labels added)."""
+    ids, out = dict(part_ids), face_labels.copy()
+    for part, lower in (("teeth", LOWER_TEETH), ("lips", LOWER_LIP)):
+        if part not in part_ids or lower in ids:
+            continue
+        ids[lower] = max(ids.values()) + 1
+        out[(face_labels == ids[part]) & (jaw_weight > 0.5)] = ids[lower]
     return out, ids
 
 
 def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray,
                     face_labels: np.ndarray, part_ids: dict[str, int],
-                    identity: np.ndarray) -> np.ndarray:
+                    identity: np.ndarray, closed: bool = False) -> np.ndarray:
     """One output frame [H, W, 3] float32 from one frame's raster.
 
     tri [H,W]: triangle id under each pixel (-1 = background); attrs [H,W,3]: per pixel, the
     photo position (index coordinates x, y) of the surface point and whether the photo saw it
     (1) or not (0), interpolated from the vertices; face_labels [F]: part id per triangle
     (part_ids: name -> id); identity [H,W,2]: the photo pixel each output pixel shows when
-    nothing moves.
+    nothing moves; closed: sample ref.photo_closed (a moving mouth) where there is one, the
+    photo's own seen teeth excepted.
     """
     h, w = tri.shape
     known = np.empty((h, w, 3), np.float32)
@@ -230,17 +260,74 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
     ext = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h),
                      interpolation=cv2.INTER_LINEAR)
     out = np.empty((h, w, 3), np.float32)
-    kernels.warp_composite(tri, attrs, identity, ext, ref.photo, ref.person_mask[..., None],
+    source = ref.photo_closed if closed and ref.photo_closed is not None else ref.photo
+    kernels.warp_composite(tri, attrs, identity, ext, source, ref.person_mask[..., None],
                            ref.plate, out)
-    return _paint_mouth(out, labels, part_ids, ref, known[..., 2] > 0.5)
+    out = _paint_mouth(out, labels, part_ids, ref, known[..., 2] > 0.5,
+                       attrs if source is not ref.photo else None)
+    out = _lip_crease(out, labels, part_ids, ref)
+    return _smooth_layer_edges(out, labels, part_ids)
+
+
+# parts that move as one layer: where two layers meet, one occludes the other (the chin over the
+# neck, a hand over the torso) and the raster's edge is a stair of whole pixels
+LAYERS = (("face_skin", "lips", LOWER_LIP, "mouth_interior", "teeth", LOWER_TEETH, "tongue", "eyes",
+           "eyebrows", "scalp_hair", "ears"), ("neck", "torso", "legs_other"), ("upper_arms", "forearms"),
+          ("hands",))
+
+
+def _smooth_layer_edges(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int]) -> np.ndarray:
+    """Anti-aliased occlusion edges: the pixels on a boundary between two LAYERS take a 3x3
+    Gaussian of their neighbourhood (compositor_kernels.smooth_edges)."""
+    lut = np.zeros(256, np.uint8)
+    for k, names in enumerate(LAYERS):
+        for n in names:
+            if n in part_ids:
+                lut[part_ids[n]] = k + 1
+    out = np.empty_like(img)
+    kernels.smooth_edges(lut[part_index], img, out)
+    return out
+
+
+def _lip_crease(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
+                ref: CompositorReference) -> np.ndarray:
+    """Shut lips meet in a thin dark line (the shadow between them); a warp of one photo has no
+    such line where the photo's lips were apart, so closed lips read as one soft pink band, to
+    a viewer and to a landmark detector. Drawn, soft-edged, only where upper-lip pixels touch
+    lower-lip pixels with no mouth opening between them. Changes img in place."""
+    if "lips" not in part_ids or LOWER_LIP not in part_ids:
+        return img
+    upper, lower = part_index == part_ids["lips"], part_index == part_ids[LOWER_LIP]
+    ys, xs = np.nonzero(upper | lower)
+    if len(ys) == 0 or not lower.any() or not upper.any():
+        return img
+    pad = 3
+    y0, y1 = max(0, ys.min() - pad), min(img.shape[0], ys.max() + pad + 1)
+    x0, x1 = max(0, xs.min() - pad), min(img.shape[1], xs.max() + pad + 1)
+    u = upper[y0:y1, x0:x1].astype(np.uint8)
+    lo = lower[y0:y1, x0:x1].astype(np.uint8)
+    r = max(1, int(round((x1 - x0) / 60)))      # about 1 px at 256, 2 px at 512
+    kern = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    line = (cv2.dilate(u, kern) & cv2.dilate(lo, kern)).astype(np.float32)
+    if line.sum() == 0:
+        return img
+    alpha = CREASE_DARK * cv2.GaussianBlur(line, (0, 0), 0.5 * r)[..., None]
+    img[y0:y1, x0:x1] *= 1 - 0.65 * alpha        # darker by up to 65 % of CREASE_DARK, in place
+    return img
 
 
 def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
-                 ref: CompositorReference, seen: np.ndarray) -> np.ndarray:
-    """The mouth interior the photo never showed: a dark cavity, teeth and tongue, shaded.
-    Pixels whose surface point the photo saw (seen [H,W]: e.g. the teeth of a smiling photo)
-    keep the photo's own colours. Works on the mouth's bounding box only (it is a few hundred
-    pixels of the frame)."""
+                 ref: CompositorReference, seen: np.ndarray, attrs: np.ndarray | None = None) -> np.ndarray:
+    """The mouth interior the photo never showed, painted in place on the mouth's bounding box.
+
+    The mesh's own interior parts are a poor guide (its tongue rises to the upper teeth, its
+    upper teeth hide behind the lip), so the opening (the union of the mouth parts) is painted
+    column by column from its top edge down, as an open mouth is seen from the front: the upper
+    incisors (UPPER_TEETH_SHOWN of the mouth's width, at most half the opening), a dark cavity
+    that is darkest in the middle and at the back, the tongue's tone low in it, and the lower
+    teeth's biting edges just above the lower lip once the jaw is open enough. Pixels whose
+    surface point the photo saw (seen [H,W]: the teeth of a smiling photo) keep the photo's own
+    colours (sampled again from ref.photo at attrs when the frame was sampled from photo_closed)."""
     ids = {p: part_ids[p] for p in MOUTH_PARTS if p in part_ids}
     if not ids:
         return img
@@ -251,35 +338,47 @@ def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, in
     pad = 3
     y0, y1 = max(0, ys.min() - pad), min(mouth.shape[0], ys.max() + pad + 1)
     x0, x1 = max(0, xs.min() - pad), min(mouth.shape[1], xs.max() + pad + 1)
-    lab, m = part_index[y0:y1, x0:x1].copy(), mouth[y0:y1, x0:x1].astype(np.float32)
+    m = mouth[y0:y1, x0:x1]
     unseen = (~seen[y0:y1, x0:x1]).astype(np.float32)
-    # the mesh's teeth are separate boxes: the cavity seen in the slivers between them would
-    # read as dark stripes (braces). Close each row of teeth over its own slivers (upper and
-    # lower apart, so the real opening between the rows stays).
-    r = max(1, int(round((x1 - x0) / 40)))
-    kern = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    for name in ("teeth", LOWER_TEETH):
-        if name in ids and "mouth_interior" in ids:
-            rows = cv2.morphologyEx((lab == ids[name]).astype(np.uint8), cv2.MORPH_CLOSE, kern) > 0
-            lab[rows & (lab == ids["mouth_interior"])] = ids[name]
-    # a dark, reddish cavity (the lips' own hue, darkened; green and blue more than red)
-    cavity = np.clip(ref.lip_color * np.array([0.45, 0.2, 0.22], np.float32), 0, 1)
-    layers = {"mouth_interior": cavity,
-              "tongue": np.clip(ref.lip_color * np.array([0.8, 0.42, 0.45], np.float32), 0, 1),
-              "teeth": ref.teeth_color if ref.teeth_color is not None else np.array([0.86, 0.84, 0.78], np.float32)}
-    layers[LOWER_TEETH] = layers["teeth"] * LOWER_TEETH_SHADE
-    paint = np.zeros(lab.shape + (3,), np.float32)
-    for name, pid in ids.items():
-        paint[lab == pid] = layers[name]
-    # shade: darker toward the centre of the opening, so depth reads even at 256 px
-    depth = cv2.GaussianBlur(m, (0, 0), max(1.0, np.sqrt(m.sum()) / 6))
-    depth = depth / max(float(depth.max()), 1e-6)
-    # teeth sit at the front of the opening: only lightly shaded, so they read as teeth (the
-    # lower ones, in the lower lip's shadow, are painted darker: LOWER_TEETH_SHADE)
-    teeth = np.isin(lab, [ids[p] for p in ("teeth", LOWER_TEETH) if p in ids])
-    strength = np.where(teeth, 0.15, 0.45).astype(np.float32)
-    paint *= (1.0 - strength * depth)[..., None]
-    soft = cv2.GaussianBlur(m * unseen, (0, 0), 0.6)[..., None]
-    out = img.copy()
-    out[y0:y1, x0:x1] = img[y0:y1, x0:x1] * (1 - soft) + paint * soft
-    return out
+    rows = np.arange(m.shape[0], dtype=np.float32)[:, None]
+    top = np.where(m, rows, np.inf).min(0)[None]
+    bottom = np.where(m, rows, -np.inf).max(0)[None]
+    with np.errstate(invalid="ignore"):
+        height = np.nan_to_num(bottom - top + 1, nan=0.0, posinf=0.0, neginf=0.0)
+        below_top, above_bottom = rows - top, bottom - rows
+    # across the mouth (-1 .. 1 corner to corner): teeth taper off toward the corners (the
+    # cheeks hide the back teeth), the lower edges show in the middle only
+    xc = (np.arange(m.shape[1], dtype=np.float32) + 0.5) / m.shape[1] * 2 - 1
+    across = np.sqrt(np.clip(1 - xc ** 2, 0, 1))[None]
+    tooth = np.minimum(UPPER_TEETH_SHOWN * (x1 - x0) * across, 0.5 * height)
+    lower = np.clip(height - 2.0 * tooth, 0, 0.5 * tooth) * (np.abs(xc) < 0.6)[None]   # the jaw must open first
+    teeth = ref.teeth_color if ref.teeth_color is not None else np.array([0.86, 0.84, 0.78], np.float32)
+    cavity = np.clip(ref.lip_color * np.array([0.3, 0.14, 0.15], np.float32), 0, 1)
+    tongue = np.clip(ref.lip_color * np.array(TONGUE_TONE, np.float32), 0, 1)
+    ramp = lambda d, w: np.clip(d / np.maximum(w, 1.0), 0, 1)[..., None]
+    # cavity -> tongue toward the bottom of the opening
+    with np.errstate(invalid="ignore", divide="ignore"):
+        depth = np.nan_to_num(below_top / np.maximum(height, 1.0))
+    paint = cavity + (tongue - cavity) * ramp(depth - TONGUE_FROM, np.full_like(depth, 0.4))
+    # darker toward the middle of the opening's width (the back of the mouth)
+    paint = paint * (1.0 - 0.3 * (1 - xc ** 2))[None, :, None]
+    # the upper incisors: tooth colour, in shadow toward the corners and their biting edge
+    up = (below_top < tooth)[..., None]
+    # (the upper lip's shadow falls on their top: a dark line that keeps lip and teeth apart)
+    shade = (1.0 - 0.35 * xc ** 2)[None, :, None] * (1.0 - 0.12 * ramp(below_top, tooth)) \
+        * (1.0 - LIP_SHADOW * (1.0 - ramp(below_top - 0.5, np.full_like(below_top, 1.5))))
+    paint = np.where(up, teeth * shade, paint)
+    # the lower teeth's edges, in the lower lip's shadow
+    low = ((above_bottom < lower) & (lower >= 1.0))[..., None]
+    paint = np.where(low, teeth * LOWER_TEETH_SHADE * (0.85 + 0.15 * ramp(lower - above_bottom, lower)), paint)
+    paint = paint.astype(np.float32)
+    soft = cv2.GaussianBlur(m.astype(np.float32) * unseen, (0, 0), 0.6)[..., None]
+    box = img[y0:y1, x0:x1]
+    if attrs is not None:   # the photo's own teeth where it showed them
+        own = cv2.remap(ref.photo, np.ascontiguousarray(attrs[y0:y1, x0:x1, 0]),
+                        np.ascontiguousarray(attrs[y0:y1, x0:x1, 1]), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE)
+        keep = (m * (1 - unseen))[..., None]
+        box = box * (1 - keep) + own * keep
+    img[y0:y1, x0:x1] = box * (1 - soft) + paint * soft
+    return img

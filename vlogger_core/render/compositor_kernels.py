@@ -69,3 +69,32 @@ def warp_composite(tri, attrs, identity, ext, photo, person_mask, plate, out):
                 col = _bilinear(photo, mx, my, c, True)
                 v = plate[y, x, c] * (1.0 - pa) + col * pa
                 out[y, x, c] = min(max(v, 0.0), 1.0)
+
+
+@njit(parallel=True, cache=True)
+def smooth_edges(groups, src, dst):
+    """dst = src, except on the pixels where the layer (groups [H,W], 0 = none) changes to a
+    4-neighbour's other layer: there a 3x3 Gaussian (1-2-1) of src (anti-aliased occlusion
+    edges; the raster has one sample per pixel)."""
+    h, w = groups.shape
+    for y in prange(h):
+        for x in range(w):
+            g = groups[y, x]
+            edge = False
+            if g > 0:
+                for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                    yy, xx = y + dy, x + dx
+                    if 0 <= yy < h and 0 <= xx < w and groups[yy, xx] > 0 and groups[yy, xx] != g:
+                        edge = True
+            for c in range(3):
+                if not edge:
+                    dst[y, x, c] = src[y, x, c]
+                    continue
+                acc, wsum = 0.0, 0.0
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
+                        k = (2.0 - abs(dy)) * (2.0 - abs(dx))
+                        acc += k * src[yy, xx, c]
+                        wsum += k
+                dst[y, x, c] = acc / wsum

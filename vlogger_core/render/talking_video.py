@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import cv2
 import numpy as np
 import torch
 
@@ -16,11 +17,17 @@ from ..body.model import BodyModel
 from ..body.reference import LIP_SEAL, ReferenceFit, closed_mouth_fit, lip_seal_close
 from ..callbacks import Interrupt, Progress, check, report
 from ..errors import VloggerError
+from ..media import StreamingMP4Writer
 from ..motion.params import SMPLX_INDEX, Motion, expression_names
 from . import controls as control_maps
 from . import rasterizer
-from .compositor import LOWER_TEETH, composite_frame, prepare_reference, split_lower_teeth
-from ..media import StreamingMP4Writer
+from .compositor import (
+    LOWER_LIP,
+    LOWER_TEETH,
+    composite_frame,
+    prepare_reference,
+    split_jaw_parts,
+)
 
 
 def output_size(fit: ReferenceFit, resolution: str) -> tuple[int, int]:
@@ -44,6 +51,27 @@ LIP_CONTOURS = {"upper": ((48, 49, 50, 51, 52, 53, 54), (48, 61, 62, 63, 54)),
                 "lower": ((48, 59, 58, 57, 56, 55, 54), (48, 67, 66, 65, 54))}
 
 
+INNER_LIP = (60, 61, 62, 63, 64, 65, 66, 67)   # iBUG inner lip contour, corner to corner and back
+
+
+def detected_points(fit: ReferenceFit) -> dict[int, list[float]]:
+    """iBUG index -> the detected landmark (photo pixels) the fit used."""
+    return dict(zip(fit.info.get("landmarks_used", []), fit.info.get("detected_landmarks", [])))
+
+
+def photo_mouth_opening(fit: ReferenceFit) -> np.ndarray | None:
+    """[Hp, Wp] uint8 mask of what the photo shows inside its lips (the detected inner-lip
+    polygon: teeth, the dark corners), None without detected inner-lip landmarks."""
+    det = detected_points(fit)
+    if not all(i in det for i in INNER_LIP):
+        return None
+    h, w = fit.image.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    poly = np.round((np.array([det[i] for i in INNER_LIP]) - 0.5) * 16).astype(np.int32)
+    cv2.fillPoly(mask, [poly], 255, cv2.LINE_AA, shift=4)
+    return (mask > 64).astype(np.uint8)
+
+
 def fit_lips_to_photo(src_xy: np.ndarray, body: BodyModel, fit: ReferenceFit, jaw_weight: np.ndarray) -> None:
     """Where the lip vertices sample the photo, corrected in place (src_xy [V,2]) so the mesh's
     inner lip edges sample the photo's own inner lip edges (the detected landmarks): the fitted
@@ -51,8 +79,7 @@ def fit_lips_to_photo(src_xy: np.ndarray, body: BodyModel, fit: ReferenceFit, ja
     a white line of teeth between its lips. Each lip vertex moves vertically by the inner edge's
     error times its place between the outer (0) and the inner (1) edge: the photo's own lips are
     stretched over the teeth. No-op without detected inner-lip landmarks (OpenCV / manual fits)."""
-    used = fit.info.get("landmarks_used", [])
-    det = dict(zip(used, fit.info.get("detected_landmarks", [])))
+    det = detected_points(fit)
     if not all(i in det for i in (61, 62, 63, 65, 66, 67)):
         return
     lm = body.pose_fit(fit)["landmarks"][0].cpu()
@@ -91,7 +118,7 @@ class TalkingVideoRenderer:
         self.camera = control_maps.camera_for(fit.camera, width, height)
         self.faces = np.ascontiguousarray(body.faces, dtype=np.int32)
         jaw = body.smplx.lbs_weights[:, SMPLX_INDEX["jaw"]].detach().cpu().numpy()
-        labels, self.part_ids = split_lower_teeth(np.ascontiguousarray(body.face_labels, dtype=np.uint8),
+        labels, self.part_ids = split_jaw_parts(np.ascontiguousarray(body.face_labels, dtype=np.uint8),
                                                   {n: i for i, n in enumerate(body.part_names)},
                                                   jaw[self.faces].mean(1))
         self.labels = np.ascontiguousarray(labels, dtype=np.uint8)
@@ -106,7 +133,7 @@ class TalkingVideoRenderer:
         silhouette = frags.tri_id[0] >= 0
         labels_ref = rasterizer.face_label_map(frags, self.labels)[0]
         means = {}
-        for name, parts in (("lips", ("lips",)), ("face_skin", ("face_skin",)),
+        for name, parts in (("lips", ("lips", LOWER_LIP)), ("face_skin", ("face_skin",)),
                             ("teeth", ("teeth", LOWER_TEETH))):   # teeth: where the photo shows them
             sel = np.isin(labels_ref, [self.part_ids[p] for p in parts if p in self.part_ids])
             if sel.sum() > 3:
@@ -120,12 +147,19 @@ class TalkingVideoRenderer:
         gx = (np.arange(width) + 0.5 - cox) * a + cpx - 0.5
         gy = (np.arange(height) + 0.5 - coy) * a + cpy - 0.5
         self.identity = np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
-        self.reference = prepare_reference(photo, silhouette, width, height, means, self.identity)
+        self.reference = prepare_reference(photo, silhouette, width, height, means, self.identity,
+                                           photo_mouth_opening(fit))
         # motion None renders the photo itself; a motion's frames sample the photo's own lips
         # for the mesh's lips (fit_lips_to_photo)
         self.attrs_photo = np.concatenate([self.src_xy, self.ref_visible[:, None]], 1).astype(np.float32)
         fit_lips_to_photo(self.src_xy, body, fit, jaw)
-        self.attrs = np.concatenate([self.src_xy, self.ref_visible[:, None]], 1).astype(np.float32)
+        # a smile shows its upper teeth; the mesh's lower teeth lie behind them in the photo and
+        # would carry that row down with the jaw (a second row of upper teeth floating in the
+        # mouth): in a moving mouth they are painted (their edges over the lip's shadow)
+        moving_seen = self.ref_visible.copy()
+        lower = np.unique(self.faces[self.labels == self.part_ids[LOWER_TEETH]]) if LOWER_TEETH in self.part_ids else []
+        moving_seen[lower] = False
+        self.attrs = np.concatenate([self.src_xy, moving_seen[:, None]], 1).astype(np.float32)
         # a motion moves the face from rest with the lips closed (the photo may show its teeth:
         # its own lips are stretched over them); the vertices above still sample the photo
         self.rest_fit = closed_mouth_fit(body, fit)
@@ -144,7 +178,7 @@ class TalkingVideoRenderer:
         frames = np.empty((len(verts), self.height, self.width, 3), np.float32)
         for i in range(len(verts)):
             frames[i] = composite_frame(self.reference, frags.tri_id[i], attrs[i], self.labels,
-                                        self.part_ids, self.identity)
+                                        self.part_ids, self.identity, closed=motion is not None)
         return frames
 
     def sealed(self, motion: Motion, start: int, stop: int) -> Motion:

@@ -63,6 +63,11 @@ def phoneme_viseme(ph: str) -> np.ndarray:
     return _v(jaw=0.15)
 
 
+def lips_shut(ph: str) -> bool:
+    """The lips meet for this phoneme: a bilabial (p, b, m) or a pause (the rest mouth is closed)."""
+    return is_pause(ph) or bool(phoneme_viseme(ph)[_K["close"]] >= 1.0)
+
+
 def _gauss_smooth(x: np.ndarray, sigma_samples: float) -> np.ndarray:
     r = max(1, int(3 * sigma_samples))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / max(sigma_samples, 1e-3)) ** 2)
