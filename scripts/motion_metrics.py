@@ -67,7 +67,7 @@ def lip_sync(acc: dict, prefix: str, motion, target: np.ndarray, energy: np.ndar
     acc[prefix + "jit_mouth"].append(jitter(mouth))
 
 
-def evaluate(model, folders, seeds: int, steps: int, guidance: float, log=print) -> dict:
+def evaluate(model, folders, seeds: int, steps: int, guidance: float, log=print, lip_closure: float = 1.0) -> dict:
     fps = model.config.fps
     acc = {k: [] for k in ("r_viseme", "r_energy", "ref_r_viseme", "ref_r_energy", "div_head",
                            "div_hand", "jit_head", "jit_mouth", "ref_jit_head", "ref_jit_mouth")}
@@ -81,7 +81,7 @@ def evaluate(model, folders, seeds: int, steps: int, guidance: float, log=print)
         heads, hands = [], []
         for s in range(seeds):
             ts = time.time()
-            mo = sample_motion(model, wave, fps, SampleSettings(seed=1000 * i + s, steps=steps, body_layer=False,
+            mo = sample_motion(model, wave, fps, SampleSettings(seed=1000 * i + s, steps=steps, body_layer=False, lip_closure=lip_closure,
                                                                 guidance=guidance))
             gen_seconds += time.time() - ts
             lip_sync(acc, "", mo, target, env)
@@ -99,10 +99,11 @@ def evaluate(model, folders, seeds: int, steps: int, guidance: float, log=print)
     out["blinks_per_min"] = round(blinks / max(minutes, 1e-9), 2)
     out["ref_blinks_per_min"] = round(ref_blinks / max(minutes / seeds, 1e-9), 2)
     silence = torch.zeros(16000 * 3)
-    mo = sample_motion(model, silence, fps, SampleSettings(seed=0, steps=steps, guidance=guidance, body_layer=False))
+    mo = sample_motion(model, silence, fps, SampleSettings(seed=0, steps=steps, guidance=guidance, body_layer=False,
+                                                          lip_closure=lip_closure))
     out["silence_mouth_max"] = round(float(mouth_opening(mo).max()), 4)
     out["silence_head_std_deg"] = round(float(head_deg(mo).std(0).mean()), 3)
-    out.update({"clips": len(folders), "seeds": seeds, "steps": steps, "guidance": guidance,
+    out.update({"clips": len(folders), "seeds": seeds, "steps": steps, "guidance": guidance, "lip_closure": lip_closure,
                 "minutes_generated": round(minutes, 2),
                 "realtime_factor_in_metrics": round(minutes * 60 / max(gen_seconds, 1e-9), 1)})
     return out
@@ -117,6 +118,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--guidance", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lip-closure", type=float, default=1.0,
+                    help="the sampler's lip-closure head (1 = the default, 0 = the motion model alone)")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -125,7 +128,7 @@ def main() -> None:
         make_corpus(a.heldout, a.clips, "heldout", fps=25.0, seed=0)
     folders = clip_folders(a.heldout)[: a.clips]
     model = load_motion_model(a.model)
-    res = evaluate(model, folders, a.seeds, a.steps, a.guidance)
+    res = evaluate(model, folders, a.seeds, a.steps, a.guidance, lip_closure=a.lip_closure)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
     print(json.dumps(res))

@@ -37,10 +37,11 @@ FORMAT = "vlogger-lip-closure-v1"
 CONFIG_KEY = "vlogger_lip_closure_config"
 DEFAULT_PATH = SHIPPED_MODELS / "motion" / "vlogger_lip_closure.safetensors"
 # channels that part the lips (scaled down where they are shut) and the one that presses them
-_OPENERS = ("jawOpen", "mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
+_OPENERS = ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
             "mouthUpperUpRight", "mouthRollLower", "mouthRollUpper")
 _PRESS = ("mouthPressLeft", "mouthPressRight")
 PRESS_AT_SEAL = 0.3
+SEAL_OPEN = 0.1            # jawOpen kept at a seal (under render/talking_video's LIP_SEAL, 0.12)
 SHARPEN = (0.2, 0.6)        # p(shut) below the first: left as sampled; above the second: sealed
 
 
@@ -124,25 +125,32 @@ def shut_track(head: LipClosureNet, wave16k: torch.Tensor, fps: float, n: int) -
 
 
 def close_lips(motion: Motion, shut: torch.Tensor, amount: float = 1.0) -> Motion:
-    """Shut the lips where `shut` [N] (0..1) says so: the lip-parting channels and the jaw's
-    rotation scaled by (1 - amount * shut) and the lips pressed a little, as the corpus's
-    bilabial viseme does. A sharpened probability (SHARPEN: 0.2..0.6 -> 0..1) so confident
-    frames seal fully and doubtful ones are left to the motion model (on held-out TTS, p > 0.6
-    on 2-5 % of the open frames, on 75 % of the bilabial ones)."""
+    """Shut the lips where `shut` [N] (0..1) says so, as lips do on a p/b/m: the jaw stays a
+    little open (at most SEAL_OPEN of jawOpen and the matching jaw pitch: a smaller opening the
+    renderer's soft lips keep sealed, render/talking_video.sealed), the lip-parting channels go
+    to 0, the lips press a little (the corpus's bilabial viseme). A sharpened probability
+    (SHARPEN: 0.2..0.6 -> 0..1) so confident frames seal fully and doubtful ones are left to the
+    motion model (on held-out TTS, p > 0.6 on 2-5 % of the open frames, on 75 % of the bilabial
+    ones)."""
     if amount <= 0 or motion.expression_set != "arkit52":
         return motion
+    from .synthetic.priors import JAW_MAX_RAD
     lo, hi = SHARPEN
     s = ((shut.float() - lo) / (hi - lo)).clamp(0, 1)[:motion.num_frames] * min(1.0, amount)
-    keep = (1 - s)[:, None]
+    keep = 1 - s
     expr = motion.expression.clone()
+    jo = ARKIT52.index("jawOpen")
+    expr[:, jo] = expr[:, jo] * keep + s * expr[:, jo].clamp(max=SEAL_OPEN)
     idx = [ARKIT52.index(n) for n in _OPENERS]
-    expr[:, idx] = expr[:, idx] * keep
+    expr[:, idx] = expr[:, idx] * keep[:, None]
     for n in _PRESS:
         i = ARKIT52.index(n)
         expr[:, i] = torch.maximum(expr[:, i], PRESS_AT_SEAL * s)
     r6 = motion.rot6d.clone()
     if "jaw" in motion.joints:
         j = motion.joints.index("jaw")
-        aa = matrix_to_axis_angle(rot6d_to_matrix(r6[:, j])) * keep
-        r6[:, j] = matrix_to_rot6d(axis_angle_to_matrix(aa))
+        aa = matrix_to_axis_angle(rot6d_to_matrix(r6[:, j]))
+        ang = aa.norm(dim=-1)
+        new = ang * keep + s * ang.clamp(max=SEAL_OPEN * JAW_MAX_RAD)
+        r6[:, j] = matrix_to_rot6d(axis_angle_to_matrix(aa * (new / ang.clamp_min(1e-8))[:, None]))
     return Motion(motion.fps, motion.expression_set, expr, r6, list(motion.joints))
