@@ -16,7 +16,10 @@ except ImportError:  # imported outside ComfyUI (e.g. by pytest collecting the r
     ComfyExtension = None
 
 if ComfyExtension is not None:
-    from .nodes import collect_nodes
+    from .nodes import (
+        collect_nodes,
+        live_routes,  # noqa: F401  (the live page's WebSocket, docs/live.md)
+    )
 
     class VloggerExtension(ComfyExtension):
         async def get_node_list(self) -> list[type[io.ComfyNode]]:

@@ -25,18 +25,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import _body_metrics as bm
 import numpy as np
 import torch
-
-import _body_metrics as bm
 from _pipeline import example_photo, example_speech, load_models, make_video
 
 from vlogger_core.body.reference import fit_reference
 from vlogger_core.media import read_frames
 from vlogger_core.motion.params import SMPLX_INDEX, Motion
-from vlogger_core.render import controls
 from vlogger_core.motion.sampling import SampleSettings, sample_motion
-from vlogger_core.render import rasterizer
+from vlogger_core.render import controls, rasterizer
 from vlogger_core.render.talking_video import TalkingVideoRenderer, write_talking_video
 
 FPS = 24.0

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import torch
 
-from vlogger_core.media import resample
 from vlogger_core.audio.tts import synthesize
+from vlogger_core.media import resample
 from vlogger_core.motion.model import load_motion_model
 from vlogger_core.motion.sampling import SampleSettings, sample_motion
 from vlogger_core.paths import SHIPPED_MODELS

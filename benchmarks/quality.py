@@ -16,11 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 import _body_metrics as bm
 import _lip_metrics as lips
+import numpy as np
+import torch
 from _pipeline import example_photo, example_speech, load_models, make_video
 
 from vlogger_core.audio.tts import synthesize

@@ -58,6 +58,12 @@ BENCHMARKS = {
     "fit_large_photo": (("peak_rss_mb", "extra_mb", "seconds"),
                         "a 6000x6000 photo: fit + overlay + editor data, memory over its input <= 1.5 GB",
                         lambda r: r["extra_mb"] <= 1500),
+    "long_input": (("peak_mb_12min_default", "seconds_refuse_60min_default", "seconds_resample_44101",
+                    "text_5000_outcome", "text_5000_peak_mb"),
+                   "long speech in the default workflow refused in < 1 s (or flat memory): 1-hour file refused "
+                   "in <= 1 s; 44,101 Hz resample of 2 s <= 1 s",
+                   lambda r: r["seconds_refuse_60min_default"] is not None and r["seconds_refuse_60min_default"] <= 1
+                   and r["seconds_resample_44101"] <= 1),
     "memory": (("peak_mb_1min_256", "peak_mb_10min_256", "difference_mb"),
                "peak RSS for 10 min <= 1 min + 100 MB (flat)",
                lambda r: r["difference_mb"] <= 100),
@@ -75,9 +81,23 @@ BENCHMARKS = {
                 lambda r: r["lip_gap_r"] >= 0.85 and r["bilabial_closed"] >= 0.8 and r["pause_closed"] >= 0.9
                 and (r["shoulder_motion_pct"] or 0) >= 1.0 and r["background_change"] is not None
                 and r["background_change"] < 2 and r["seconds_10s_512"] <= 10),
+    "reenact": (("mouth_r", "blink_r", "head_mae_deg", "ms_per_frame"),
+                "drive the shipped photo with examples/talking_astronaut.mp4 (true motion known): mouth_r >= 0.8, "
+                "blink_r >= 0.8, head_mae_deg <= 1.5",
+                lambda r: r["mouth_r"] >= 0.8 and r["blink_r"] >= 0.8 and r["head_mae_deg"] <= 1.5),
+    "bridge": (("pose_ms_per_frame", "face_ms_per_frame", "depth_ms_per_frame", "growth_mb"),
+               "driving videos at 640 x 640: pose <= 50 ms/frame; 2 min of speech window by window: "
+               "growth_mb <= 50 (flat)",
+               lambda r: r["pose_ms_per_frame"] <= 50 and r["growth_mb"] <= 50),
     "training": (("prep_seconds_per_frame", "motion_finetune_s_per_step", "motion_finetune_loss_first_last",
                   "video_stage1_s_per_step", "video_stage2_s_per_step", "lora_s_per_step"),
                  "figures, no goal", None),
+    "live": (("first_frame_ms", "sustained_fps", "lag_growth_ms", "audio_video_offset_ms", "cpu_share",
+              "sustained_fps_512"),
+             "256x256 at 24 fps, speech streamed in 20 ms chunks for 2 min: first_frame_ms <= 200, "
+             "sustained_fps >= 24, lag_ms_end - lag_ms_start <= 100, |audio_video_offset_ms| <= 40 (512: report)",
+             lambda r: r["first_frame_ms"] <= 200 and r["sustained_fps"] >= 24 and r["lag_growth_ms"] <= 100
+             and abs(r["audio_video_offset_ms"]) <= 40),
 }
 
 

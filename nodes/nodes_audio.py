@@ -13,7 +13,7 @@ from vlogger_core.audio import speech_io, tts
 from vlogger_core.audio.comfy_audio import to_audio
 from vlogger_core.errors import VloggerError
 
-from .common import input_error, node_error
+from .common import VloggerNode, check_downstream_batches, input_error, node_error
 from .types import Phonemes
 
 
@@ -26,7 +26,7 @@ def _voices() -> list[str]:
     return first + [v for v in voices if v not in first]
 
 
-class TextToSpeech(io.ComfyNode):
+class TextToSpeech(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -53,6 +53,7 @@ class TextToSpeech(io.ComfyNode):
             ],
             outputs=[io.Audio.Output("audio", tooltip="The speech at 22,050 Hz, mono."),
                      Phonemes.Output("phonemes", tooltip="The phoneme timeline of the speech.")],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
@@ -66,10 +67,11 @@ class TextToSpeech(io.ComfyNode):
             raise node_error(node, e, default="text") from None
         if len(wave) < speech_io.MIN_SECONDS * sr:
             raise input_error(node, "text", "produced under 0.2 s of speech", "say at least a word")
+        check_downstream_batches(node, "text", cls.hidden.prompt, cls.hidden.unique_id, len(wave) / sr)
         return io.NodeOutput(to_audio(torch.from_numpy(wave), sr), timeline)
 
 
-class LoadSpeech(io.ComfyNode):
+class LoadSpeech(VloggerNode):
     @classmethod
     def define_schema(cls):
         input_dir = folder_paths.get_input_directory()
@@ -92,16 +94,23 @@ class LoadSpeech(io.ComfyNode):
                                tooltip="What counts as silence: dB below the loudest 20 ms."),
                 io.Boolean.Input("normalize", default=True,
                                  tooltip="Bring the voice to -20 dBFS RMS (peaks kept under -0.2 dBFS)."),
-                io.Int.Input("sample_rate", default=16000, min=8000, max=96000, step=1000,
-                             tooltip="Output sample rate (16000 = the motion model's rate)."),
+                io.Int.Input("sample_rate", default=16000, min=min(speech_io.SAMPLE_RATES),
+                             max=max(speech_io.SAMPLE_RATES), step=1000,
+                             tooltip="Output sample rate: " + ", ".join(map(str, speech_io.SAMPLE_RATES))
+                                     + " Hz (16000 = the motion model's rate). Any file rate is read."),
             ],
             outputs=[io.Audio.Output("speech", tooltip="The cleaned speech.")],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
-    def validate_inputs(cls, audio, **kwargs):
-        if not folder_paths.exists_annotated_filepath(audio):
-            return f"[VLOGGER_LoadSpeech] input 'audio': file '{audio}' is not in the input folder. Fix: upload it or pick another file"
+    def validate_inputs(cls, **kwargs):
+        super().validate_inputs(**kwargs)      # the shared checks (the file, the ranges)
+        if kwargs.get("sample_rate") is not None:
+            try:
+                speech_io.check_output_rate(kwargs["sample_rate"])
+            except speech_io.SpeechError as e:
+                raise node_error("VLOGGER_LoadSpeech", e, {"target_rate": "sample_rate"}) from None
         return True
 
     @classmethod
@@ -115,11 +124,14 @@ class LoadSpeech(io.ComfyNode):
     def execute(cls, audio, trim_silence, silence_db, normalize, sample_rate) -> io.NodeOutput:
         node = "VLOGGER_LoadSpeech"
         path = folder_paths.get_annotated_filepath(audio)
+        seconds = media.audio_seconds(path)      # from the header: long speech is refused at once
+        if seconds:
+            check_downstream_batches(node, "audio", cls.hidden.prompt, cls.hidden.unique_id, seconds)
         try:
             wave, sr = media.read_audio(path)
             wave = speech_io.prepare_speech(wave, sr, sample_rate, trim_silence, silence_db, normalize)
         except VloggerError as e:   # media.MediaError (the file) or speech_io.SpeechError (its samples)
-            raise node_error(node, e, {"path": "audio", "wave": "audio"}) from None
+            raise node_error(node, e, {"path": "audio", "wave": "audio", "target_rate": "sample_rate"}) from None
         return io.NodeOutput(to_audio(wave, sample_rate))
 
 

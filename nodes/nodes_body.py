@@ -12,9 +12,14 @@ from comfy_api.latest import io, ui
 from vlogger_core.body.fit import FitInputError
 from vlogger_core.body.model import DEFAULT_BODY, BodyFileError, list_bodies, load_body
 from vlogger_core.body.overlay import draw_fit_overlay, fit_editor_data
-from vlogger_core.body.reference import DETECTORS, FitOverrides, fit_reference
+from vlogger_core.body.reference import (
+    DETECTORS,
+    NO_PERSON,
+    FitOverrides,
+    fit_reference,
+)
 
-from .common import device, interrupt_check, node_error
+from .common import VloggerNode, device, interrupt_check, node_error
 from .types import Body, Fit
 
 log = logging.getLogger("VLOGGER")
@@ -33,7 +38,7 @@ def body_dirs() -> list[str]:
     return dirs
 
 
-class BodyModelLoader(io.ComfyNode):
+class BodyModelLoader(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -67,7 +72,7 @@ class BodyModelLoader(io.ComfyNode):
                                  "(v_template, f, shapedirs, posedirs, J_regressor, weights, ...)") from None
 
 
-class FitReference(io.ComfyNode):
+class FitReference(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -93,7 +98,7 @@ class FitReference(io.ComfyNode):
                                                 "the face at least 40 px tall and facing the camera. "
                                                 "Several people: the one with the largest face is "
                                                 "fitted; crop the photo (e.g. ImageCrop) to fit "
-                                                "another. RGBA is composited over white, grayscale "
+                                                "another. RGBA is composited over 'background', grayscale "
                                                 "works; a large photo is detected on a 1280 px copy."),
                 Body.Input("body", tooltip="The body model to fit (VLOGGER_BodyModelLoader)."),
                 io.Combo.Input("detector", options=DETECTORS, default="auto",
@@ -120,33 +125,62 @@ class FitReference(io.ComfyNode):
                                        "degrees; 0 = automatic: estimated from perspective "
                                        "(face vs shoulders) with landmarks, else 45 (a typical "
                                        "portrait lens)."),
+                io.Mask.Input("photo_mask", optional=True,
+                              tooltip="The photo's transparency: LoadImage's MASK output (1 where "
+                                      "transparent). Without it the transparent area of an RGBA "
+                                      "photo comes out as whatever colour it hides (often black)."),
+                io.String.Input("background", default="white", optional=True,
+                                tooltip="The colour a transparent photo is composited over: white, "
+                                        "border (the colour of the photo's opaque edge, else "
+                                        "white), black, grey or #rrggbb."),
+                io.Combo.Input("no_person", options=NO_PERSON, default="refuse", optional=True,
+                               tooltip="When 'auto' finds no face at all (a cup, a cat, an empty "
+                                       "room): refuse with a message (default), or warn (log, "
+                                       "'warnings' output) and place a centred default body."),
             ],
             outputs=[Fit.Output("fit", tooltip="The reference fit (camera, shape, pose, "
                                                "expression) for the renderers."),
                      io.Image.Output("overlay", tooltip="The fitted body drawn over the photo, "
                                                         "to check the fit at a glance (a photo "
                                                         "over 2048 px is shown scaled down to "
-                                                        "2048 on its long side).")],
+                                                        "2048 on its long side)."),
+                     io.String.Output("warnings", tooltip="What the fit noticed (no face found, "
+                                                          "several faces, a face cut by the edge), "
+                                                          "one per line; empty when nothing."),
+                     io.Mask.Output("alpha", tooltip="The photo's opacity [1,H,W] (1 = opaque, from "
+                                                     "photo_mask or the photo's alpha; all 1 when it "
+                                                     "has none), e.g. to put the video over another "
+                                                     "background.")],
         )
 
     @classmethod
     def execute(cls, image, body, detector, scale, offset_x, offset_y, rotation,
-                fov) -> io.NodeOutput:
+                fov, no_person="refuse", photo_mask=None, background="white") -> io.NodeOutput:
         interrupt_check()
         ov = FitOverrides(scale, offset_x, offset_y, rotation, fov)
+        ph, pw = image.shape[-3:-1]
+        if photo_mask is not None and not (tuple(photo_mask.shape[-2:]) != (ph, pw) and not photo_mask.any()):
+            # ComfyUI's MASK: 1 = transparent (LoadImage gives an empty 64x64 one for an opaque photo)
+            alpha = 1.0 - photo_mask.reshape(-1, *photo_mask.shape[-2:])[0].float()
+        elif image.shape[-1] == 4:
+            alpha = image.reshape(-1, ph, pw, 4)[0, ..., 3].float()
+        else:
+            alpha = None
         try:
             with torch.inference_mode(False), torch.enable_grad():  # the fit is an optimisation
                 # (fit_reference copies the photo it keeps: no clone of a large one here)
-                fit = fit_reference(image, body, detector, ov, device())
+                fit = fit_reference(image, body, detector, ov, device(), no_person=no_person,
+                                    alpha=alpha, background=background)
         except FitInputError as e:      # its arg is this node's input of the same name
-            raise node_error("VLOGGER_FitReference", e, default="image") from None
+            raise node_error("VLOGGER_FitReference", e, {"alpha": "photo_mask"}, default="image") from None
         for w in fit.info["warnings"]:
             log.warning("[VLOGGER_FitReference] %s", w)
         shown = fit.preview()           # a large photo's overlay is drawn at most 2048 px
         overlay = draw_fit_overlay(shown, body)[None].clamp(0, 1).to(torch.float32)
         editor = {**fit_editor_data(shown, body), "warnings": list(fit.info["warnings"])}
-        return io.NodeOutput(fit, overlay, ui={**ui.PreviewImage(overlay, cls=cls).as_dict(),
-                                               "vlogger_fit": [editor]})
+        opacity = (torch.ones(ph, pw) if alpha is None else alpha.clamp(0, 1).cpu())[None].contiguous()
+        return io.NodeOutput(fit, overlay, "\n".join(fit.info["warnings"]), opacity,
+                             ui={**ui.PreviewImage(overlay, cls=cls).as_dict(), "vlogger_fit": [editor]})
 
 
 NODES = [BodyModelLoader, FitReference]

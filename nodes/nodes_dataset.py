@@ -22,7 +22,14 @@ from vlogger_core.training.dataset_prep import (
 from vlogger_core.training.motion import TrainConfig, train
 from vlogger_core.training.trainer import LOG, PLOT, export
 
-from .common import device, input_error, interrupt_check, node_error, progress_callback
+from .common import (
+    VloggerNode,
+    device,
+    input_error,
+    interrupt_check,
+    node_error,
+    progress_callback,
+)
 from .nodes_motion import DEFAULT_NAME, FOLDER, SHIPPED, _model_names
 from .nodes_output import audio_input
 from .types import Body, MotionModel
@@ -66,7 +73,7 @@ def datasets_dir() -> Path:
     return Path(folder_paths.get_output_directory()) / "vlogger_datasets"
 
 
-class PrepareDataset(io.ComfyNode):
+class PrepareDataset(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -151,7 +158,7 @@ class PrepareDataset(io.ComfyNode):
         return io.NodeOutput(str(out), text, ui={"text": [line, text]})
 
 
-class TrainMotion(io.ComfyNode):
+class TrainMotion(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

@@ -12,7 +12,14 @@ from vlogger_core.edit.redub import REGIONS, RedubSettings, redub_frames
 from vlogger_core.errors import VloggerError
 from vlogger_core.motion.params import Motion
 
-from .common import device, input_error, node_error, interrupt_check, progress_callback
+from .common import (
+    VloggerNode,
+    device,
+    input_error,
+    interrupt_check,
+    node_error,
+    progress_callback,
+)
 from .nodes_output import audio_input
 from .types import Body, VideoModel
 from .types import Motion as MotionType
@@ -59,7 +66,7 @@ def _check_speech(speech, motion: Motion) -> None:
                           "sample the motion from this same speech (VLOGGER_MotionSampler)")
 
 
-class RegionInpaint(io.ComfyNode):
+class RegionInpaint(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

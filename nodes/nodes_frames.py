@@ -12,7 +12,15 @@ from vlogger_core.render.talking_video import (
     write_talking_video,
 )
 
-from .common import device, input_error, interrupt_check, node_error, progress_callback
+from .common import (
+    VloggerNode,
+    check_image_batch,
+    device,
+    input_error,
+    interrupt_check,
+    node_error,
+    progress_callback,
+)
 from .nodes_output import audio_input, output_path
 from .types import Body, Fit, Motion
 
@@ -33,7 +41,7 @@ def _renderer(body, fit, motion, resolution: str) -> TalkingVideoRenderer:
     return TalkingVideoRenderer(body, fit, *output_size(fit, resolution), device())
 
 
-class RenderFrames(io.ComfyNode):
+class RenderFrames(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -60,6 +68,18 @@ class RenderFrames(io.ComfyNode):
         )
 
     @classmethod
+    def batch_shape(cls, inputs: dict, frames: int) -> tuple[int, int, int] | None:
+        """(frames, height, width) of the IMAGE batch this node would make from a motion of
+        `frames` frames, from its literal inputs ('photo': the largest, 512x512); for the
+        refusal of long speech before the work upstream of it (common.check_downstream_batches)."""
+        size = {"256": 256, "512": 512, "photo": 512}.get(inputs.get("resolution"))
+        start, most = inputs.get("start_frame", 0), inputs.get("max_frames", 0)
+        if size is None or not isinstance(start, int) or not isinstance(most, int):
+            return None
+        n = max(0, frames - start)
+        return (min(n, most) if most else n), size, size
+
+    @classmethod
     def execute(cls, body, fit, motion, resolution, start_frame, max_frames) -> io.NodeOutput:
         node = "VLOGGER_RenderFrames"
         stop = motion.num_frames if max_frames == 0 else min(motion.num_frames, start_frame + max_frames)
@@ -68,13 +88,15 @@ class RenderFrames(io.ComfyNode):
                               "as one IMAGE batch", "render in parts or use VLOGGER_TalkingVideo")
         try:
             r = _renderer(body, fit, motion, resolution)
+            check_image_batch(node, "max_frames" if max_frames else "motion", max(0, stop - start_frame),
+                              r.height, r.width)
             frames = r.render_range(motion, start_frame, stop, progress=progress_callback(), interrupt=interrupt_check)
         except VloggerError as e:
             raise node_error(node, e, {"start": "start_frame"}) from None
         return io.NodeOutput(torch.from_numpy(frames), float(motion.fps))
 
 
-class TalkingVideo(io.ComfyNode):
+class TalkingVideo(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

@@ -18,7 +18,15 @@ from vlogger_core.motion.plot import motion_timeline, plot_motion
 from vlogger_core.motion.sampling import MAX_FPS, MIN_FPS, SampleSettings, sample_motion
 from vlogger_core.paths import SHIPPED_MODELS
 
-from .common import device, input_error, interrupt_check, node_error, progress_callback
+from .common import (
+    VloggerNode,
+    check_downstream_batches,
+    device,
+    input_error,
+    interrupt_check,
+    node_error,
+    progress_callback,
+)
 from .types import Motion as MotionType
 from .types import MotionModel
 
@@ -56,7 +64,7 @@ def _model_names() -> list[str]:
     return names
 
 
-class MotionModelLoader(io.ComfyNode):
+class MotionModelLoader(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -95,7 +103,7 @@ class MotionModelLoader(io.ComfyNode):
         return io.NodeOutput(_CACHE[key])
 
 
-class MotionSampler(io.ComfyNode):
+class MotionSampler(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -139,6 +147,7 @@ class MotionSampler(io.ComfyNode):
                                  tooltip="Overlay natural blinks (12-22/min, seeded) drawn from the training corpus' blink prior. The shipped model rarely blinks by itself (see its model card); turn off to get the model's output only."),
             ],
             outputs=[MotionType.Output("motion", tooltip="Per-frame motion (expression + 6D pose residuals), with fps and parameter names.")],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
@@ -153,6 +162,9 @@ class MotionSampler(io.ComfyNode):
         if wave.shape[0] < MIN_SECONDS * speech_io.MODEL_SAMPLE_RATE:
             raise input_error(node, "audio", f"is only {wave.shape[0] / speech_io.MODEL_SAMPLE_RATE:.3f} s long",
                               f"use at least {MIN_SECONDS} s of speech")
+        # an IMAGE batch further down that could not hold this much: refused before sampling
+        check_downstream_batches(node, "audio", cls.hidden.prompt, cls.hidden.unique_id,
+                                 wave.shape[0] / speech_io.MODEL_SAMPLE_RATE, float(fps))
         settings = SampleSettings(seed=seed, steps=steps, guidance=guidance, window=window_frames,
                                   context=context_frames, expression_intensity=expression_intensity,
                                   head_motion=head_motion, gesture_amount=gesture_amount, sampler=sampler,
@@ -165,7 +177,7 @@ class MotionSampler(io.ComfyNode):
         return io.NodeOutput(motion, ui=timeline_ui(motion, wave))
 
 
-class MotionPreview(io.ComfyNode):
+class MotionPreview(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -201,7 +213,7 @@ class MotionPreview(io.ComfyNode):
                                       **timeline_ui(motion, wave)})
 
 
-class SaveMotion(io.ComfyNode):
+class SaveMotion(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -235,7 +247,7 @@ class SaveMotion(io.ComfyNode):
         return io.NodeOutput(path, ui=ui.PreviewText(f"saved {os.path.join(subfolder, file)}"))
 
 
-class LoadMotion(io.ComfyNode):
+class LoadMotion(VloggerNode):
     @classmethod
     def define_schema(cls):
         files = sorted(f for f in os.listdir(folder_paths.get_input_directory()) if f.endswith(".npz"))

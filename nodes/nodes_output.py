@@ -11,7 +11,13 @@ from vlogger_core.audio.comfy_audio import from_audio
 from vlogger_core.audio.speech_io import SpeechError
 from vlogger_core.media import StreamingMP4Writer
 
-from .common import input_error, interrupt_check, node_error, progress_callback
+from .common import (
+    VloggerNode,
+    input_error,
+    interrupt_check,
+    node_error,
+    progress_callback,
+)
 
 
 def audio_input(node_id: str, audio: dict | None, name: str = "audio") -> tuple[torch.Tensor | None, int | None]:
@@ -41,7 +47,7 @@ def output_path(node_id: str, prefix: str, width: int, height: int, ext: str = "
     return os.path.join(folder, file), file, subfolder
 
 
-class SaveVideo(io.ComfyNode):
+class SaveVideo(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

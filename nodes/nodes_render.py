@@ -8,7 +8,13 @@ from vlogger_core.body.model import PART_NAMES
 from vlogger_core.errors import VloggerError
 from vlogger_core.render.controls import controls_nbytes, render_motion
 
-from .common import input_error, interrupt_check, node_error, progress_callback
+from .common import (
+    VloggerNode,
+    input_error,
+    interrupt_check,
+    node_error,
+    progress_callback,
+)
 from .types import Body, Controls, Fit, Motion
 
 NODE = "VLOGGER_RenderControls"
@@ -36,7 +42,7 @@ def _part_mask(controls, choice: str) -> torch.Tensor:
     return controls.mask(present)
 
 
-class RenderControls(io.ComfyNode):
+class RenderControls(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

@@ -17,7 +17,13 @@ from vlogger_core.errors import VloggerError
 from vlogger_core.training.lora import LoraTrainConfig, train_lora
 from vlogger_core.training.trainer import export
 
-from .common import input_error, interrupt_check, node_error, progress_callback
+from .common import (
+    VloggerNode,
+    input_error,
+    interrupt_check,
+    node_error,
+    progress_callback,
+)
 from .nodes_video import LORA_FOLDER
 from .types import VideoModel
 
@@ -35,7 +41,7 @@ def _resolve(dataset: str) -> str:
     return dataset
 
 
-class TrainLoRA(io.ComfyNode):
+class TrainLoRA(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(

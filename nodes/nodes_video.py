@@ -28,7 +28,14 @@ from vlogger_core.diffusion.weights import load_model
 from vlogger_core.errors import VloggerError
 from vlogger_core.render.controls import control_channels_of
 
-from .common import device, input_error, interrupt_check, node_error, progress_callback
+from .common import (
+    VloggerNode,
+    device,
+    input_error,
+    interrupt_check,
+    node_error,
+    progress_callback,
+)
 from .nodes_output import audio_input, output_path
 from .types import Controls, VideoModel
 
@@ -138,7 +145,7 @@ SAMPLING_INPUTS = lambda: [  # noqa: E731
 ]
 
 
-class VideoModelLoader(io.ComfyNode):
+class VideoModelLoader(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -201,7 +208,7 @@ class VideoModelLoader(io.ComfyNode):
         return io.NodeOutput(model)
 
 
-class VideoSampler(io.ComfyNode):
+class VideoSampler(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -234,7 +241,7 @@ class VideoSampler(io.ComfyNode):
         return io.NodeOutput(to_image(frames))
 
 
-class Outpaint(io.ComfyNode):
+class Outpaint(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -267,7 +274,7 @@ class Outpaint(io.ComfyNode):
         return io.NodeOutput(to_image(frames))
 
 
-class SuperResolution(io.ComfyNode):
+class SuperResolution(VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -308,7 +315,7 @@ class SuperResolution(io.ComfyNode):
         return io.NodeOutput(to_image(out))
 
 
-class DiffusionVideo(io.ComfyNode):
+class DiffusionVideo(VloggerNode):
     """Outpaint + SR cascade + MP4 in one stream: flat memory for any length."""
 
     @classmethod

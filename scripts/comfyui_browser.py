@@ -27,8 +27,10 @@ def browser_page(url: str, width: int = 1600, height: int = 1000):
         try:
             ctx = browser.new_context(viewport={"width": width, "height": height})
             page = ctx.new_page()
-            page.errors, page.requests = [], []
+            page.errors, page.requests, page.dialogs = [], [], []
             page.on("request", lambda r: page.requests.append(r.url))
+            # a native alert/confirm/prompt: recorded (ui_problems) and dismissed
+            page.on("dialog", lambda d: (page.dialogs.append(f"{d.type}: {d.message}"), d.dismiss()))
             page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
             page.on("pageerror", lambda e: page.errors.append(str(e)))
             page.goto(url, wait_until="domcontentloaded", timeout=120_000)
@@ -99,4 +101,92 @@ def graph_to_api(page) -> dict:
 
 
 def serialize_graph(page) -> dict:
-    return page.evaluate("() => window.app.graph.serialize()")
+    """The graph as the frontend saves it: through JSON, so properties that are undefined are
+    left out (Playwright would hand them over as None, i.e. explicit nulls, which the
+    frontend's own schema check refuses when the file is opened)."""
+    return page.evaluate("() => JSON.parse(JSON.stringify(window.app.graph.serialize()))")
+
+
+def clear_messages(page) -> None:
+    """Forget the dialogs and close the toasts seen so far (before opening the next file)."""
+    page.dialogs.clear()
+    page.evaluate("() => document.querySelectorAll('.p-toast-message').forEach(t => t.remove())")
+
+
+def ui_problems(page) -> list[str]:
+    """What the artist would see go wrong: native dialogs, open dialogs of the frontend (e.g. the
+    missing-nodes one) and toasts of warning or error level (e.g. 'Invalid workflow against zod
+    schema', 'Links Fixed')."""
+    shown = page.evaluate("""() => [
+        ...[...document.querySelectorAll('.p-dialog')].filter(d => d.offsetParent !== null)
+            .map(d => 'dialog: ' + d.innerText.slice(0, 500)),
+        ...[...document.querySelectorAll('.p-toast-message')]
+            .filter(t => /p-toast-message-(warn|error)/.test(t.className))
+            .map(t => 'toast: ' + t.innerText.slice(0, 500))]""")
+    return list(page.dialogs) + shown
+
+
+def node_boxes(page) -> list[dict]:
+    """Each node of the loaded graph: id, type and its box [x, y, w, h] with the title bar."""
+    return page.evaluate("""() => window.app.graph._nodes.map(n => {
+        const b = n.getBounding ? Array.from(n.getBounding()) : Array.from(n.boundingRect);
+        return {id: n.id, type: n.type, box: b.slice(0, 4)};
+    })""")
+
+
+STAGE_GROUPS = ("Input", "Motion", "Body", "Training", "Frames", "Output")
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _inside(box, group) -> bool:
+    return (group[0] <= box[0] and box[0] + box[2] <= group[0] + group[2]
+            and group[1] <= box[1] and box[1] + box[3] <= group[1] + group[3])
+
+
+def layout_problems(page) -> list[str]:
+    """What is untidy in the loaded graph: overlapping node boxes (title bars included), groups
+    not titled by a stage, nodes outside every group (the note aside), links running right to
+    left, not exactly one note."""
+    boxes = node_boxes(page)
+    groups = page.evaluate("() => (window.app.graph._groups || []).map(g => "
+                           "({title: g.title, box: Array.from(g._bounding || g.bounding).slice(0, 4)}))")
+    links = page.evaluate("""() => { const g = window.app.graph, out = [];
+        const all = g.links instanceof Map ? [...g.links.values()] : Object.values(g.links || {});
+        for (const l of all) if (l) out.push([l.origin_id, l.target_id]); return out; }""")
+    out = [f"overlap: {a['type']} {[round(v) for v in a['box']]} / {b['type']} {[round(v) for v in b['box']]}"
+           for i, a in enumerate(boxes) for b in boxes[i + 1:]
+           if _overlap(a["box"], b["box"])]
+    if not groups:
+        out.append("no groups")
+    out += [f"group '{g['title']}' is not a stage" for g in groups if g["title"] not in STAGE_GROUPS]
+    notes = [b for b in boxes if b["type"] in ("Note", "MarkdownNote")]
+    if len(notes) != 1:
+        out.append(f"{len(notes)} notes (want one saying what the workflow does)")
+    out += [f"{b['type']} is outside the groups" for b in boxes
+            if b not in notes and not any(_inside(b["box"], g["box"]) for g in groups)]
+    at = {b["id"]: b for b in boxes}
+    out += [f"link {at[o]['type']} -> {at[t]['type']} runs right to left" for o, t in links
+            if o in at and t in at and at[o]["box"][0] + at[o]["box"][2] > at[t]["box"][0]]
+    return out
+
+
+def settle(page, timeout_ms: int = 8000) -> None:
+    """Wait until the nodes stop changing size (image, audio and video previews load after the
+    graph and make their nodes taller)."""
+    try:
+        page.wait_for_function("""() => [...document.querySelectorAll('video, img')].every(
+            e => e.tagName === 'IMG' ? e.complete : e.readyState >= 1)""", timeout=timeout_ms)
+    except Exception:      # a preview that never loads: its node keeps the size it has
+        pass
+    sizes, same, waited = None, 0, 0
+    while waited < timeout_ms:
+        now = page.evaluate("() => JSON.stringify(window.app.graph._nodes.map(n => [n.id, ...n.size]))")
+        same = same + 1 if now == sizes else 0
+        if same >= 2:                # unchanged for 0.8 s
+            return
+        sizes = now
+        page.wait_for_timeout(400)
+        waited += 400

@@ -74,7 +74,7 @@ class ComfyServer:
         if not link.exists():
             link.symlink_to(REPO)
         for f in (REPO / "examples").iterdir():  # the shipped example inputs
-            if f.is_file() and f.suffix.lower() in (".png", ".jpg", ".wav", ".mp3", ".flac", ".mp4", ".npz"):
+            if f.is_file() and f.suffix.lower() in (".png", ".jpg", ".wav", ".mp3", ".flac", ".mp4", ".npz", ".csv"):
                 shutil.copy2(f, self.input_dir / f.name)
         cmd = [self.python, str(COMFY_DIR / "main.py"), "--cpu", "--listen", "127.0.0.1",
                "--port", str(self.port), "--base-directory", str(self.base_dir),

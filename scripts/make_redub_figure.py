@@ -17,13 +17,15 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from vlogger_core.media import resample  # noqa: E402
 from vlogger_core.audio.tts import synthesize  # noqa: E402
 from vlogger_core.body.model import load_body  # noqa: E402
 from vlogger_core.edit.redub import RedubSettings, redub_frames  # noqa: E402
+from vlogger_core.media import (
+    read_video,  # noqa: E402
+    resample,  # noqa: E402
+)
 from vlogger_core.motion.model import load_motion_model  # noqa: E402
 from vlogger_core.motion.sampling import SampleSettings, sample_motion  # noqa: E402
-from vlogger_core.media import read_video  # noqa: E402
 
 SENTENCE = "Hello from orbit. We dock in two hours."
 

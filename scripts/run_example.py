@@ -22,6 +22,8 @@ def main() -> None:
     ap.add_argument("--photo", help="a photo of a person (default: examples/astronaut.png)")
     ap.add_argument("--speech", help="a speech file (default: examples/speech.wav)")
     ap.add_argument("--workflow", default="talking_video", help="a workflows/api/ file stem")
+    ap.add_argument("--serve", action="store_true",
+                    help="then keep the server running and print the live page's address (docs/live.md); Ctrl-C stops")
     args = ap.parse_args()
 
     server = ComfyServer(base_dir=str(COMFY_DIR)).start()
@@ -41,6 +43,14 @@ def main() -> None:
         path = Path(server.base_dir, f.get("type", "output"), f.get("subfolder", ""), f["filename"])
         print(f"[vlogger] done in {result.seconds:.1f} s", file=sys.stderr)
         print(path.resolve())
+        if args.serve:
+            print(f"[vlogger] live page: {server.url}/extensions/ComfyUI-VLOGGER/live/index.html "
+                  "(or the menu VLOGGER > Live avatar in the ComfyUI page); Ctrl-C stops the server",
+                  file=sys.stderr, flush=True)
+            try:
+                server.proc.wait()
+            except KeyboardInterrupt:
+                pass
     except Exception:
         print(server.log(4000), file=sys.stderr)
         raise

@@ -24,7 +24,12 @@ from vlogger_core.body.detect import (
     hand_side,
 )
 from vlogger_core.body.model import load_body
-from vlogger_core.motion.params import ARKIT52, SMPLX_INDEX, axis_angle_to_matrix, matrix_to_axis_angle
+from vlogger_core.motion.params import (
+    ARKIT52,
+    SMPLX_INDEX,
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+)
 
 SIZE, FOV, T = 512, 45.0, 8
 

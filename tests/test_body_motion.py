@@ -21,7 +21,12 @@ from vlogger_core.motion.body_layer import (
     layer_angles,
     speech_drive,
 )
-from vlogger_core.motion.params import Motion, axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_rot6d
+from vlogger_core.motion.params import (
+    Motion,
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import _body_metrics as bm  # noqa: E402

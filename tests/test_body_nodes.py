@@ -54,7 +54,11 @@ def test_no_person_is_a_clear_error(comfy):
     res = comfy.run(_fit_prompt("blank_wall.png", "opencv"))
     assert res.error is not None
     assert "[VLOGGER_FitReference] input 'detector'" in str(res.error)
-    res = comfy.run(_fit_prompt("blank_wall.png", "auto"))        # documented fallback
+    res = comfy.run(_fit_prompt("blank_wall.png", "auto"))        # no person: refused by default
+    assert "[VLOGGER_FitReference] input 'image'" in str(res.error) and "no_person" in str(res.error), res.error
+    p = _fit_prompt("blank_wall.png", "auto")
+    p["3"]["inputs"]["no_person"] = "warn"                         # documented fallback, asked for
+    res = comfy.run(p)
     assert res.error is None, res.error
     p = _fit_prompt("astronaut.png", "manual")
     p["3"]["inputs"]["fov"] = 3.0                                  # the core names the input at fault
@@ -99,7 +103,9 @@ def test_no_person_landmarks_names_the_detector_and_auto_warns(comfy):
     res = comfy.run(_fit_prompt("blank_wall.png", "landmarks"))
     msg = str(res.error)
     assert "[VLOGGER_FitReference] input 'detector'" in msg and "no face" in msg and "Fix:" in msg, msg
-    res = comfy.run(_fit_prompt("blank_wall.png", "auto"))
+    p = _fit_prompt("blank_wall.png", "auto")
+    p["3"]["inputs"]["no_person"] = "warn"
+    res = comfy.run(p)
     assert res.error is None, res.error
     ed = _editor(res)
     assert ed["detector"] == "manual" and any("no face found" in w for w in ed["warnings"]), ed["warnings"]

@@ -18,9 +18,9 @@ from prep_recovery import recovery  # noqa: E402
 
 from vlogger_core.body.model import load_body
 from vlogger_core.body.reference import fit_reference
+from vlogger_core.media import read_video
 from vlogger_core.motion.params import Motion
 from vlogger_core.render.controls import render_motion
-from vlogger_core.media import read_video
 from vlogger_core.training.dataset_format import (
     list_clips,
     read_clip,

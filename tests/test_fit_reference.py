@@ -13,7 +13,11 @@ from vlogger_core.body import reference as rf
 from vlogger_core.body.camera import PerspectiveCamera
 from vlogger_core.body.detect import MP_HAND_JOINTS, mediapipe_available
 from vlogger_core.body.overlay import draw_fit_overlay, project_fit
-from vlogger_core.motion.params import SMPLX_INDEX, axis_angle_to_matrix, matrix_to_axis_angle
+from vlogger_core.motion.params import (
+    SMPLX_INDEX,
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+)
 from vlogger_core.paths import EXAMPLES
 
 
@@ -159,8 +163,18 @@ def test_bad_images(body):
     with pytest.raises(rf.FitInputError, match="found no face") as e:
         rf.fit_reference(blank, body, "opencv")
     assert e.value.arg == "detector" and "manual" in e.value.fix
-    fit = rf.fit_reference(blank, body, "auto")                     # documented fallback
-    assert fit.detector == "manual" and fit.info["warnings"]
+    with pytest.raises(rf.FitInputError, match="no person") as e:    # auto: refused by default
+        rf.fit_reference(blank, body, "auto")
+    assert e.value.arg == "image" and "no_person" in e.value.fix
+    fit = rf.fit_reference(blank, body, "auto", no_person="warn")  # documented fallback, asked for
+    assert fit.detector == "manual" and any("no face found" in w for w in fit.info["warnings"])
+    with pytest.raises(rf.FitInputError) as e:
+        rf.fit_reference(blank, body, "auto", no_person="maybe")
+    assert e.value.arg == "no_person"
+    for name in ("offset_x", "offset_y", "rotation", "scale", "fov"):  # NaN: named, not a crash
+        with pytest.raises(rf.FitInputError, match="finite") as e:
+            rf.fit_reference(blank, body, "manual", rf.FitOverrides(**{name: float("nan")}))
+        assert e.value.arg == name and e.value.fix
     with pytest.raises(rf.FitInputError, match="detector") as e:
         rf.fit_reference(blank, body, "yolo")
     assert e.value.arg == "detector"
@@ -238,3 +252,63 @@ def test_hand_landmarks_fit_the_fingers(body):
     assert finger_err(with_hand) < 2.0 < finger_err(no_hand), (finger_err(with_hand), finger_err(no_hand))
     curl = float(matrix_to_axis_angle(with_hand.body.poses[0, 0, SMPLX_INDEX["right_index2"]])[2])
     assert curl < -0.2, curl                      # the fitted finger bends the same way
+
+
+def test_transparent_photo_is_composited_over_the_chosen_colour():
+    """A cut-out (transparent around the person): composited over white (the default), the
+    photo's border colour ('border': where its edge is opaque, else white) or the colour the
+    artist names; a bad colour or a
+    mask of another size names its argument."""
+    rgb = torch.zeros(64, 64, 3)                            # what hides under the transparency
+    rgb[16:48, 16:48] = torch.tensor([0.9, 0.2, 0.1])
+    alpha = torch.zeros(64, 64)
+    alpha[16:48, 16:48] = 1.0
+    out = rf.prepare_image(rgb, alpha, "border")            # transparent edge: white
+    assert torch.allclose(out[0, 0], torch.ones(3)) and torch.allclose(out[32, 32], rgb[32, 32])
+    out = rf.prepare_image(rgb, alpha, "#20a0ff")
+    assert torch.allclose(out[0, 0], torch.tensor([0x20, 0xa0, 0xff]) / 255.0)
+    framed = rgb.clone()
+    framed[:, :4] = torch.tensor([0.1, 0.5, 0.1])           # an opaque green strip on the edge
+    a2 = alpha.clone()
+    a2[:, :4] = 1.0
+    out = rf.prepare_image(framed, a2, "border")
+    assert torch.allclose(rf.prepare_image(framed, a2)[0, 40], torch.ones(3))   # default: white
+    assert torch.allclose(out[0, 40], out[10, 2], atol=0.2) and out[0, 40, 1] > out[0, 40, 0]
+    rgba = torch.cat([rgb, alpha[..., None]], -1)           # the same from a 4-channel image
+    assert torch.allclose(rf.prepare_image(rgba), rf.prepare_image(rgb, alpha))
+    with pytest.raises(rf.FitInputError) as e:
+        rf.prepare_image(rgb, alpha, "bluish")
+    assert e.value.arg == "background" and "#" in e.value.fix
+    with pytest.raises(rf.FitInputError) as e:
+        rf.prepare_image(rgb, torch.ones(32, 32))
+    assert e.value.arg == "alpha"
+
+
+def test_rgba_photo_through_the_server_keeps_its_alpha(comfy):
+    """An RGBA photo through LoadImage: FitReference takes its MASK, composites the transparent
+    area over the chosen colour (not black) and hands the opacity on as its 'alpha' MASK."""
+    import io as _io
+
+    photo = np.asarray(Image.open(EXAMPLES / "astronaut.png").convert("RGB"))
+    alpha = np.full(photo.shape[:2], 255, np.uint8)
+    alpha[:, :100] = 0                                       # the left strip transparent
+    Image.fromarray(np.dstack([photo, alpha])).save(comfy.input_dir / "astronaut_cutout.png")
+    p = comfy.workflow("fit_reference")
+    p["1"]["inputs"]["image"] = "astronaut_cutout.png"
+    p["3"]["inputs"].update(photo_mask=["1", 1], background="#00ff00")
+    p["5"] = {"class_type": "MaskToImage", "inputs": {"mask": ["3", 3]}}
+    p["6"] = {"class_type": "PreviewImage", "inputs": {"images": ["5", 0]}}
+    res = comfy.run(p)
+    assert res.error is None, res.error
+    shown = np.asarray(Image.open(_io.BytesIO(comfy.fetch(res.outputs["6"]["images"][0]))).convert("L"))
+    assert shown[:, :90].max() < 10 and shown[:, 110:].min() > 245       # the alpha as it was
+    overlay = np.asarray(Image.open(_io.BytesIO(comfy.fetch(res.outputs["4"]["images"][0]))).convert("RGB"))
+    corner = overlay[5:40, 5:40].reshape(-1, 3).mean(0)                  # composited over green
+    assert corner[1] > 200 and corner[0] < 60 and corner[2] < 60, corner
+    p["3"]["inputs"]["background"] = "greenish"
+    from comfyui_server import PromptRejected
+    try:
+        msg = str(comfy.run(p).error)
+    except PromptRejected as e:
+        msg = str(e.body)
+    assert "[VLOGGER_FitReference] input 'background'" in msg and "Fix:" in msg, msg

@@ -22,8 +22,8 @@ from vlogger_core.edit.redub import (
     region_motion,
     source_index,
 )
-from vlogger_core.motion.params import ARKIT52, Motion
 from vlogger_core.media import read_video
+from vlogger_core.motion.params import ARKIT52, Motion
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))

@@ -72,8 +72,10 @@ def test_lips_close_in_the_pause_and_open_on_vowels(clip):
     assert np.nanmedian(gap[mid]) < 0.5 * photo, (gap[mid], photo)
     vowels = np.array([p in OPEN_VOWELS for p in timeline.at_frames(fps, n)])
     assert vowels.sum() >= 6
-    assert np.nanmean(gap[vowels]) > 1.2 * photo, (np.nanmean(gap[vowels]), photo)
-    assert np.nanmean(gap[vowels]) > 3 * np.nanmedian(gap[mid])
+    # median: the test's own espeak run and the server's may place a phoneme edge a frame apart,
+    # and a vowel frame beside a seal is still closing
+    assert np.nanmedian(gap[vowels]) > 1.2 * photo, (np.nanmedian(gap[vowels]), photo)
+    assert np.nanmedian(gap[vowels]) > 3 * np.nanmedian(gap[mid])
 
 
 def test_lips_close_on_bilabials(clip):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from vlogger_core.media import resample
 from vlogger_core.audio.tts import synthesize
+from vlogger_core.media import resample
 from vlogger_core.motion.model import load_motion_model
 from vlogger_core.motion.params import ARKIT52
 from vlogger_core.motion.plot import joint_angles

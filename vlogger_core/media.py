@@ -106,6 +106,21 @@ def read_audio(path, rate: int | None = None, mono: bool = False, missing_ok: bo
     return (wave.mean(0) if mono else wave), int(rate)
 
 
+
+def audio_seconds(path) -> float | None:
+    """The first audio stream's duration from the file's header, without decoding (None when
+    the header does not say or the file cannot be opened: read_audio then reports it)."""
+    try:
+        with _open_input(path) as c:
+            if not c.streams.audio:
+                return None
+            a = c.streams.audio[0]
+            if a.duration is not None and a.time_base is not None:
+                return float(a.duration * a.time_base)
+            return float(c.duration) / 1e6 if c.duration else None
+    except Exception:
+        return None
+
 def write_wav(path, wave, rate: int) -> Path:
     """Float audio [n] or [C, n] (C = 1 or 2) -> a 16-bit PCM WAV file, whole or not at all."""
     a = torch.as_tensor(wave, dtype=torch.float32).detach().cpu()
@@ -174,6 +189,17 @@ def check_memory(name: str, seconds: float, fps: float, size: int) -> None:
                          f"cut it into shorter videos (e.g. {minutes} min each) and use them one by one")
 
 
+def _video_header(c, name: str, fallback_rate: float):
+    """(the first video stream, its average rate (fallback_rate when it declares none), its
+    seconds from the header) of an open container."""
+    if not c.streams.video:
+        raise MediaError(f"{name} has no video stream", "path", "use a video file")
+    vs = c.streams.video[0]
+    rate = float(vs.average_rate or fallback_rate)
+    seconds = float(c.duration) / 1e6 if c.duration else (vs.frames / rate if vs.frames else 0.0)
+    return vs, rate, seconds
+
+
 def read_frames(path, fps: float | None = None, size: int | None = None) -> tuple[np.ndarray, float, dict]:
     """The first video stream -> (frames [N,H,W,3] uint8 at constant `fps` (None: the stream's
     average rate), that fps, constant_rate's notes). With `size` each frame is cut to its centre
@@ -182,12 +208,8 @@ def read_frames(path, fps: float | None = None, size: int | None = None) -> tupl
     name = Path(path).name
     try:
         with _open_input(path) as c:
-            if not c.streams.video:
-                raise MediaError(f"{name} has no video stream", "path", "use a video file")
-            vs = c.streams.video[0]
-            rate = float(vs.average_rate or fps or 25.0)     # none declared: the timestamps decide
+            vs, rate, seconds = _video_header(c, name, fps or 25.0)   # none declared: the timestamps decide
             fps = float(fps or rate)
-            seconds = float(c.duration) / 1e6 if c.duration else (vs.frames / rate if vs.frames else 0.0)
             check_memory(name, seconds, max(rate, fps), size or max(vs.width, vs.height))
             times, frames = [], []
             for f in c.decode(vs):
@@ -202,6 +224,69 @@ def read_frames(path, fps: float | None = None, size: int | None = None) -> tupl
         raise MediaError(f"{name} has no frames", "path", READABLE)
     frames, notes = constant_rate(frames, np.asarray(times), fps)
     return frames, fps, notes
+
+
+def shrink(frame: np.ndarray, long_side: int | None) -> np.ndarray:
+    """uint8 [H,W,3] resized (area) so its long side is at most `long_side` (None: as it is)."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if not long_side or max(h, w) <= long_side:
+        return frame
+    s = long_side / max(h, w)
+    return cv2.resize(np.ascontiguousarray(frame), (max(1, round(w * s)), max(1, round(h * s))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def video_info(path) -> tuple[float, float, int, int]:
+    """(average fps, seconds, width, height) of the first video stream, without decoding it."""
+    name = Path(path).name
+    try:
+        with _open_input(path) as c:
+            vs, rate, seconds = _video_header(c, name, 25.0)
+            return rate, seconds, int(vs.width), int(vs.height)
+    except MediaError:
+        raise
+    except Exception as e:
+        raise _decode_error(path, e) from None
+
+
+def iter_frames(path, fps: float | None = None, chunk: int = 240, long_side: int | None = None):
+    """The first video stream streamed as chunks of up to `chunk` frames (uint8 [n,H,W,3]) at
+    constant `fps` (None: the stream's average rate; each output time shows the source frame on
+    screen then), each frame shrunk so its long side is at most `long_side` as it is decoded:
+    memory stays flat however long the video is."""
+    name = Path(path).name
+    rate = video_info(path)[0]
+    fps = float(fps or rate)
+    out, k, prev, t0, t = [], 0, None, None, 0.0
+    try:
+        with _open_input(path) as c:
+            for f in c.decode(c.streams.video[0]):
+                t = float(f.time) if f.time is not None else (k / rate)
+                t0 = t if t0 is None else t0
+                while prev is not None and k / fps + 1e-6 < t - t0:     # times the previous frame shows
+                    out.append(prev)
+                    k += 1
+                    if len(out) == chunk:
+                        yield np.stack(out)
+                        out = []
+                prev = shrink(f.to_ndarray(format="rgb24"), long_side)
+    except MediaError:
+        raise
+    except Exception as e:
+        raise _decode_error(path, e) from None
+    if prev is None:
+        raise MediaError(f"{name} has no frames", "path", READABLE)
+    end = max(1, int(round((t - t0 + 1.0 / rate) * fps)))     # the last frame shows for one source step
+    while k < end:
+        out.append(prev)
+        k += 1
+        if len(out) == chunk:
+            yield np.stack(out)
+            out = []
+    if out:
+        yield np.stack(out)
 
 
 def read_video(path, audio_rate: int | None = None

@@ -12,10 +12,20 @@ from ..media import resample
 
 MODEL_SAMPLE_RATE = 16000   # the motion model's rate (the paper's 16 kHz)
 MIN_SECONDS = 0.2
+# The output rates offered for speech: the usual recording and codec rates (any input rate is
+# accepted and resampled by libswresample in bounded time and memory).
+SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
 class SpeechError(VloggerError):
     """Audio that cannot be used (empty, too short, NaN/inf, not an AUDIO value)."""
+
+
+def check_output_rate(target_rate) -> None:
+    """A SpeechError blaming 'target_rate' unless it is one of SAMPLE_RATES."""
+    if isinstance(target_rate, bool) or target_rate not in SAMPLE_RATES:
+        raise SpeechError(f"{target_rate} Hz is not an output rate offered", "target_rate",
+                          "use one of " + ", ".join(map(str, SAMPLE_RATES)) + " Hz (16000 for the motion model)")
 
 
 def sanitize(wave: torch.Tensor, arg: str = "wave") -> torch.Tensor:
@@ -82,6 +92,7 @@ def prepare_speech(wave: torch.Tensor, sample_rate: int, target_rate: int = MODE
                    trim: bool = True, threshold_db: float = -40.0, normalize: bool = True
                    ) -> torch.Tensor:
     """The cleanup LoadSpeech applies: sanitize, trim, normalise, resample. Returns [C, T]."""
+    check_output_rate(target_rate)
     wave = sanitize(wave)
     if trim:
         wave = trim_silence(wave, sample_rate, threshold_db)

@@ -28,7 +28,12 @@ import torch
 
 from ..callbacks import Interrupt, check
 from ..errors import VloggerError
-from ..motion.params import SMPLX_INDEX, axis_angle_to_matrix, expression_names, matrix_to_axis_angle
+from ..motion.params import (
+    SMPLX_INDEX,
+    axis_angle_to_matrix,
+    expression_names,
+    matrix_to_axis_angle,
+)
 from ..threads import torch_threads
 from .camera import PerspectiveCamera
 from .detect import MP_EYELIDS, MP_HAND_JOINTS, MP_POSE_JOINTS, MP_STATIC, Landmarks

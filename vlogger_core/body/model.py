@@ -32,7 +32,6 @@ DEFAULT_BODY_PATH = BODY_DIR / "anny_smplx.npz"
 # Semantic classes (label id = index; 0 = background), the same ids on every topology.
 from .parts import PART_NAMES  # noqa: E402
 
-
 # Keys a SMPL-X .npz must hold for smplx.SMPLX (plus landmark keys).
 REQUIRED_KEYS = ["v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights",
                  "kintree_table", "hands_componentsl", "hands_componentsr", "hands_meanl",
@@ -276,6 +275,14 @@ class BodyModel:
         """[n,V,3] posed vertices of frames start..stop: the reference pose of `fit` composed
         with the motion's residuals (R_joint = R_ref @ R_residual, local joint frames) and the
         motion's expression (added to fit.expression). motion None -> the reference itself."""
+        args = self.frame_pose_args(fit, motion, start, stop)
+        if args is None:
+            return torch.zeros(0, self.num_vertices, 3, device=device or self.device)
+        return self.posed_vertices(*args, device)
+
+    def frame_pose_args(self, fit, motion: Motion | None, start: int, stop: int):
+        """forward()'s arguments (betas, global_orient, transl, full_pose, expression), one row
+        per frame start..stop, as pose_frames composes them; None when the range is empty."""
         dev = self.device
         ref = fit.reference_pose.to(dev, torch.float32)
         base_expr = fit.expression.to(dev, torch.float32)
@@ -293,10 +300,9 @@ class BodyModel:
             pose[:, idx] = ref[idx][None] @ res
             expr = base_expr[None] + motion.expression[start:stop].to(dev, torch.float32)
         if n == 0:
-            return torch.zeros(0, self.num_vertices, 3, device=device or dev)
-        return self.posed_vertices(fit.betas.to(dev)[None].expand(n, -1),
-                                   fit.global_orient.to(dev)[None].expand(n, -1),
-                                   fit.transl.to(dev)[None].expand(n, -1), pose, expr, device)
+            return None
+        return (fit.betas.to(dev)[None].expand(n, -1), fit.global_orient.to(dev)[None].expand(n, -1),
+                fit.transl.to(dev)[None].expand(n, -1), pose, expr)
 
     def posed_vertices(self, betas, global_orient, transl, full_pose, expression, device=None) -> torch.Tensor:
         """[n,V,3] vertices of n frames (forward's arguments, no gradient), on `device` (default:

@@ -17,7 +17,8 @@ The artist's overrides (scale, offset_x, offset_y, rotation, fov) apply on top o
 Photos it refuses or notes (info["warnings"]): several people: the person with the largest face
 is fitted (the detectors see a view of that person with the other faces painted over; crop the
 photo to fit another); a face under MIN_FACE_PX tall is refused; a face cut by the edge is fitted
-with a warning; RGBA is composited over white, grayscale repeated; a large photo is detected on a
+with a warning; RGBA (or a photo with its alpha mask) is composited over the artist's background
+colour (default white; 'border': the photo's border colour), grayscale repeated; a large photo is detected on a
 copy of at most MAX_DETECT_SIDE pixels (body/detect.py).
 """
 from __future__ import annotations
@@ -30,7 +31,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..motion.params import SMPLX_INDEX, axis_angle_to_matrix, expression_names, matrix_to_axis_angle
+from ..motion.params import (
+    SMPLX_INDEX,
+    axis_angle_to_matrix,
+    expression_names,
+    matrix_to_axis_angle,
+)
 from .camera import PerspectiveCamera
 from .detect import (
     BACKEND_FIX,
@@ -107,15 +113,49 @@ class ReferenceFit:
 DETECTORS = ["auto", *BACKENDS, "opencv", "manual"]
 IMAGE_FIX = "connect an RGB photo of a person, at least 64x64 pixels"
 MIN_FACE_PX = 40          # the face's height in the photo below which the fit is refused
+# What "auto" does when it finds no face at all (a cup, a cat, a wall): refuse, or place a centred
+# default body and say so in info["warnings"].
+NO_PERSON = ["refuse", "warn"]
+NO_PERSON_FIX = ("use a photo of a person whose face looks roughly at the camera (at least "
+                 f"{MIN_FACE_PX} px tall), or set no_person to 'warn' to place a default body anyway")
 SMALL_FACE_FIX = ("use a photo in which the face is larger: crop it closer to the person (head and "
                   "shoulders filling most of the picture) or use a higher-resolution photo")
 DETECTOR_FIX = ("use a photo with a clearly visible face, or detector 'opencv' / 'manual' and the scale / "
                 "offset overrides")
 
 
-def prepare_image(image) -> torch.Tensor:
+def background_colour(text: str) -> tuple[float, float, float] | None:
+    """'border' -> None (the photo's border colour, else white); 'white', 'black', 'grey' or
+    '#rrggbb' -> RGB 0..1; anything else: a FitInputError blaming 'background'."""
+    named = {"white": "#ffffff", "black": "#000000", "grey": "#808080", "gray": "#808080"}
+    t = str(text).strip().lower()
+    if t == "border":
+        return None
+    t = named.get(t, t)
+    if len(t) == 7 and t[0] == "#" and all(c in "0123456789abcdef" for c in t[1:]):
+        return tuple(int(t[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    raise FitInputError(f"{text!r} is not a colour", "background",
+                        "use white, border, black, grey or a hex colour like #20a0ff")
+
+
+def composite(rgb: torch.Tensor, alpha: torch.Tensor, background: str = "white") -> torch.Tensor:
+    """RGB [H,W,3] over a plain colour where alpha [H,W] (1 = opaque) is below 1. 'border': the mean
+    colour of the opaque pixels along the photo's edge when at least a tenth of the edge is
+    opaque (the photo's own border), else white."""
+    colour = background_colour(background)
+    if colour is None:
+        edge = torch.cat([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])
+        ea = torch.cat([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+        solid = ea > 0.5
+        colour = tuple(edge[solid].mean(0).tolist()) if solid.float().mean() >= 0.1 else (1.0, 1.0, 1.0)
+    a = alpha.clamp(0, 1)[..., None]
+    return rgb * a + torch.tensor(colour, dtype=rgb.dtype) * (1 - a)
+
+
+def prepare_image(image, alpha=None, background: str = "white") -> torch.Tensor:
     """Any of [H,W], [H,W,1|3|4], [1,H,W,C] (torch or numpy, 0..1 floats or uint8) -> [H,W,3]
-    float 0..1. Grayscale is repeated, alpha dropped (composited over white)."""
+    float 0..1. Grayscale is repeated; the photo's alpha (its 2nd/4th channel, or `alpha`
+    [H,W] / [1,H,W], 1 = opaque) is composited over `background` (see composite)."""
     t = image if torch.is_tensor(image) else torch.from_numpy(np.array(image))
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
@@ -131,11 +171,19 @@ def prepare_image(image) -> torch.Tensor:
         raise FitInputError(f"expected an image [H,W,C] with 1, 3 or 4 channels, got shape "
                             f"{tuple(t.shape)}", "image", IMAGE_FIX)
     c = t.shape[-1]
-    if c in (2, 4):   # grey+alpha / RGBA: composite over white
-        a = t[..., -1:].clamp(0, 1)
-        t = t[..., :-1] * a + (1 - a)
+    a = None
+    if c in (2, 4):   # grey+alpha / RGBA
+        a, t = t[..., -1], t[..., :-1]
     if t.shape[-1] == 1:
         t = t.repeat(1, 1, 3)
+    if alpha is not None:
+        a = torch.as_tensor(alpha).float()
+        a = a[0] if a.ndim == 3 else a
+        if a.shape != t.shape[:2]:
+            raise FitInputError(f"the alpha mask is {tuple(a.shape)}, the photo {tuple(t.shape[:2])}",
+                                "alpha", "connect the MASK of the same photo (LoadImage's second output)")
+    if a is not None:
+        t = composite(t, a, background)
     h, w = t.shape[:2]
     if h < 16 or w < 16:
         raise FitInputError(f"the photo is only {w}x{h} pixels; at least 16x16 is needed "
@@ -171,7 +219,8 @@ def apply_overrides(fit: ReferenceFit, body, ov: FitOverrides) -> None:
         fit.transl = fit.transl + Rc.T @ (new - hc)
 
 
-def _detect(img: torch.Tensor, detector: str, info: dict) -> tuple[str, dict, dict]:
+def _detect(img: torch.Tensor, detector: str, info: dict, no_person: str = "refuse"
+            ) -> tuple[str, dict, dict]:
     """(detector used, face targets, joint targets) in the photo's pixels, by the rules of
     `detector` (module docstring); warnings and what was found go into `info`."""
     rgb, s = detection_copy(img)
@@ -216,6 +265,9 @@ def _detect(img: torch.Tensor, detector: str, info: dict) -> tuple[str, dict, di
         raise FitInputError("OpenCV found no face in the photo", "detector",
                             "use a photo with a frontal face, or detector 'manual' and the scale / offset overrides")
     else:                                  # manual, or auto with nothing found
+        if detector == "auto" and no_person == "refuse":
+            raise FitInputError("no person found in the photo (no face for the landmark detector "
+                                "or OpenCV)", "image", NO_PERSON_FIX)
         if detector == "auto":
             info["warnings"].append(f"no face found (a face must look roughly at the camera and be "
                                     f"at least {MIN_FACE_PX} px tall); placed a centred default body "
@@ -240,21 +292,31 @@ def check_face(height_px: float, face_targets: dict, width: int, height: int, in
 
 
 def fit_reference(image, body, detector: str = "auto", overrides: FitOverrides | None = None,
-                  device="cpu", iters: tuple[int, int] = PHOTO_ITERS) -> ReferenceFit:
-    """Estimate camera, shape, orientation, translation, reference pose and expression."""
+                  device="cpu", iters: tuple[int, int] = PHOTO_ITERS, no_person: str = "refuse",
+                  alpha=None, background: str = "white") -> ReferenceFit:
+    """Estimate camera, shape, orientation, translation, reference pose and expression.
+    `no_person`: what "auto" does with a photo in which it finds no face (NO_PERSON);
+    `alpha` [H,W] (1 = opaque) and `background`: a transparent photo's matte (prepare_image)."""
     if detector not in DETECTORS:
         raise FitInputError(f"unknown detector {detector!r}", "detector", f"choose one of {DETECTORS}")
+    if no_person not in NO_PERSON:
+        raise FitInputError(f"unknown no_person {no_person!r}", "no_person", f"choose one of {NO_PERSON}")
+    background_colour(background)                       # a bad colour is refused up front
     ov = overrides or FitOverrides()
+    for name in ("scale", "offset_x", "offset_y", "rotation", "fov"):
+        if not math.isfinite(getattr(ov, name)):
+            raise FitInputError(f"{name} is {getattr(ov, name)}, not a finite number", name,
+                                f"set {name} to a number (its default is {getattr(FitOverrides(), name)})")
     if not (0.05 <= ov.scale <= 20):
         raise FitInputError(f"scale {ov.scale} is outside 0.05..20", "scale", "use a scale between 0.05 and 20")
     if ov.fov and not (5.0 <= ov.fov <= 150.0):
         raise FitInputError(f"fov {ov.fov} deg is outside 5..150 (0 = automatic)", "fov",
                             "use 0 (automatic) or a value between 5 and 150")
-    img = prepare_image(image)
+    img = prepare_image(image, alpha, background)
     H, W = img.shape[:2]
     info: dict = {"warnings": []}
     t0 = time.time()
-    used, ft, jt = _detect(img, detector, info)
+    used, ft, jt = _detect(img, detector, info, no_person)
     info["detect_seconds"] = round(time.time() - t0, 3)
     t1 = time.time()
     targets = Targets.from_frames([(ft, jt)])

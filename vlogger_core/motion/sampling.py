@@ -76,7 +76,8 @@ class SampleSettings:
             raise VloggerError(f"unknown sampler '{self.sampler}'", "sampler", f"choose one of {list(SAMPLERS)}")
 
 
-def _scheduler(model: MotionDiffusion, kind: str):
+def make_scheduler(model: MotionDiffusion, kind: str):
+    """The sampler's noise schedule (diffusers), the one the batch and the live path share."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
     c = model.config
     common = dict(num_train_timesteps=c.num_train_timesteps, beta_schedule=c.beta_schedule,
@@ -91,7 +92,7 @@ def _denoise_window(model, audio_n, ctx, steps, guidance, kind, gen, device, on_
     """audio_n [N,A] normalised; ctx [C,D] normalised known frames (C may be 0) -> [N,D]."""
     n, d = audio_n.shape[0], model.config.motion_dim
     c = ctx.shape[0]
-    sched = _scheduler(model, kind)
+    sched = make_scheduler(model, kind)
     sched.set_timesteps(steps)
     x = torch.randn((1, n, d), generator=gen).to(device) * sched.init_noise_sigma
     known = torch.zeros(1, n, device=device)

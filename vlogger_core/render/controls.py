@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from ..body.camera import PerspectiveCamera
-from ..callbacks import Interrupt, Progress, check, report
 from ..body.model import check_expression_set
+from ..callbacks import Interrupt, Progress, check, report
 from ..errors import VloggerError
 from . import rasterizer
 

@@ -27,7 +27,14 @@ import torch
 
 from ..body import fit as body_fit
 from ..body.camera import PerspectiveCamera
-from ..body.detect import BACKEND_FIX, BACKENDS, Landmarks, backend_problem, default_backend, detect
+from ..body.detect import (
+    BACKEND_FIX,
+    BACKENDS,
+    Landmarks,
+    backend_problem,
+    default_backend,
+    detect,
+)
 from ..body.reference import ReferenceFit
 from ..callbacks import Interrupt, Progress, check, report
 from ..errors import VloggerError

@@ -27,7 +27,15 @@ from ..motion.model import (
 )
 from ..motion.resample import resample_motion
 from ..motion.synthetic.corpus import clip_folders, load_clip
-from .trainer import Job, RunSettings, TrainingError, accelerator, activation_gb, fit, voice
+from .trainer import (
+    Job,
+    RunSettings,
+    TrainingError,
+    accelerator,
+    activation_gb,
+    fit,
+    voice,
+)
 
 
 @dataclass
