@@ -94,9 +94,6 @@ def test_close_lips_seals_only_the_shut_frames():
     assert torch.allclose(jo[[0, 1, 6, 7]], torch.tensor(0.6)) and torch.allclose(jaw[[0, 1, 6]], torch.tensor(0.2))
     assert 0.1 < float(jo[5]) < 0.6                                   # doubtful: partly
     assert torch.all(out.expression[2:5, ARKIT52.index("mouthLowerDownLeft")] == 0)
-    assert torch.all(out.expression[2:5, ARKIT52.index("mouthPressLeft")] > 0.2)    # a short seal presses
-    rest = close_lips(_open_motion(), torch.ones(10))                                 # 0.4 s shut: at rest
-    assert torch.all(rest.expression[:, ARKIT52.index("mouthPressLeft")] == 0)
     assert torch.equal(out.expression[:, ARKIT52.index("mouthSmileLeft")], m.expression[:, ARKIT52.index("mouthSmileLeft")])
     assert torch.equal(close_lips(m, shut, 0.0).expression, m.expression)
 

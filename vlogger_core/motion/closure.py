@@ -36,12 +36,9 @@ from .params import (
 FORMAT = "vlogger-lip-closure-v1"
 CONFIG_KEY = "vlogger_lip_closure_config"
 DEFAULT_PATH = SHIPPED_MODELS / "motion" / "vlogger_lip_closure.safetensors"
-# channels that part the lips (scaled down where they are shut) and the ones that press them
-_PRESS = ("mouthPressLeft", "mouthPressRight")
+# channels that part the lips (scaled down where they are shut)
 _OPENERS = ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthUpperUpLeft",
             "mouthUpperUpRight", "mouthRollLower", "mouthRollUpper")
-PRESS_AT_SEAL = 0.3        # a p/b/m presses the lips together (the corpus's bilabial viseme)...
-REST_SECONDS = 0.3         # ...a seal longer than this is a mouth at rest: not pressed
 SEAL_OPEN = 0.1            # jawOpen kept at a seal (under render/talking_video's LIP_SEAL, 0.12)
 SHARPEN = (0.2, 0.6)        # p(shut) below the first: left as sampled; above the second: sealed
 
@@ -125,26 +122,12 @@ def shut_track(head: LipClosureNet, wave16k: torch.Tensor, fps: float, n: int) -
     return torch.from_numpy(np.interp(t.numpy(), np.arange(m), p.numpy())).float()
 
 
-def short_seals(shut: torch.Tensor, fps: float) -> torch.Tensor:
-    """[N] 1.0 on the frames of runs of `shut` (bool [N]) no longer than REST_SECONDS, else 0."""
-    out = torch.zeros(shut.shape[0])
-    limit, i, n = REST_SECONDS * fps, 0, shut.shape[0]
-    while i < n:
-        j = i
-        while j < n and bool(shut[j]) == bool(shut[i]):
-            j += 1
-        if bool(shut[i]) and j - i <= limit:
-            out[i:j] = 1.0
-        i = j
-    return out
-
-
 def close_lips(motion: Motion, shut: torch.Tensor, amount: float = 1.0) -> Motion:
     """Shut the lips where `shut` [N] (0..1) says so, as lips do on a p/b/m: the jaw stays a
     little open (at most SEAL_OPEN of jawOpen and the matching jaw pitch: a smaller opening the
     renderer's soft lips keep sealed, render/talking_video.sealed), the lip-parting channels go
-    to 0, and a short seal (a p/b/m, not a mouth at rest in a pause) presses the lips a little,
-    as the corpus's bilabial viseme does. A sharpened probability
+    to 0 (no extra press: on a still, silent face a constant press made the pose detector
+    jitter, and one that depends on how long a seal lasts is not causal). A sharpened probability
     (SHARPEN: 0.2..0.6 -> 0..1) so confident frames seal fully and doubtful ones are left to the
     motion model (on held-out TTS, p > 0.6 on 2-5 % of the open frames, on 75 % of the bilabial
     ones)."""
@@ -159,10 +142,6 @@ def close_lips(motion: Motion, shut: torch.Tensor, amount: float = 1.0) -> Motio
     expr[:, jo] = expr[:, jo] * keep + s * expr[:, jo].clamp(max=SEAL_OPEN)
     idx = [ARKIT52.index(n) for n in _OPENERS]
     expr[:, idx] = expr[:, idx] * keep[:, None]
-    press = PRESS_AT_SEAL * s * short_seals(s > 0.5, motion.fps)
-    for n in _PRESS:
-        i = ARKIT52.index(n)
-        expr[:, i] = torch.maximum(expr[:, i], press)
     r6 = motion.rot6d.clone()
     if "jaw" in motion.joints:
         j = motion.joints.index("jaw")
