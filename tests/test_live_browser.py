@@ -25,17 +25,36 @@ def _envelope(x: np.ndarray, hop: int = 160) -> np.ndarray:
 
 
 def _best_alignment(played: np.ndarray, src: np.ndarray) -> tuple[float, int]:
-    """The highest normalised correlation of the WAV's loudness envelope with the played one's,
-    over every offset of the WAV inside the played audio (10 ms steps)."""
-    a, b = _envelope(played), _envelope(src)
+    """The highest normalised correlation of a loudness envelope `b` inside `a`, over every
+    offset (10 ms steps)."""
+    return _find(_envelope(played), _envelope(src))
+
+
+def _find(a: np.ndarray, b: np.ndarray) -> tuple[float, int]:
     b = (b - b.mean()) / (b.std() + 1e-9)
     best, at = -1.0, 0
-    for k in range(0, len(a) - len(b)):
+    for k in range(0, len(a) - len(b) + 1):
         w = a[k:k + len(b)]
         r = float(np.mean((w - w.mean()) / (w.std() + 1e-9) * b))
         if r > best:
             best, at = r, k
     return best, at
+
+
+def _found_in_order(played: np.ndarray, src: np.ndarray, second: int = 100) -> tuple[list, int]:
+    """Each voiced second of the WAV looked up on its own in the played audio: (correlation,
+    offset) per second, and where the WAV starts. Seconds, not the whole clip, so a slow machine's
+    mic capture that stalls for a moment (a gap in the echo) costs one second, not the match."""
+    a, b = _envelope(played), _envelope(src)
+    found = []
+    for s in range(0, len(b) - second + 1, second):
+        chunk = b[s:s + second]
+        if chunk.max() < 0.02:          # a silent second matches anything
+            continue
+        r, at = _find(a, chunk)
+        found.append((round(r, 3), at - s))
+    start = int(np.median([at for _, at in found])) if found else 0
+    return found, start
 
 
 @pytest.fixture
@@ -86,8 +105,12 @@ def test_microphone_talks_in_the_page(comfy, live_page):
     assert fps >= 20, fps
     # the audio the page played is the WAV (found in it with its loudness contour)
     played = np.array(live["played"], np.float32)
-    r, at = _best_alignment(played, src)
-    assert r > 0.8, (r, len(played) / SR, len(src) / SR, live["shown"])
+    found, at = _found_in_order(played, src)
+    good = [r for r, _ in found if r > 0.8]
+    assert len(found) >= 5 and len(good) >= 0.75 * len(found), (
+        found, _best_alignment(played, src), len(played) / SR, len(src) / SR, live["resyncs"])
+    offsets = [o for r, o in found if r > 0.8]          # in the WAV's order (a gap only delays)
+    assert all(b >= a - 10 for a, b in zip(offsets, offsets[1:])), found
     # the mouth changes while it plays, far more than a background corner does
     start = max(0, int(at / 100 * 24) - 5)          # the frame where the speech starts (10 ms hops)
     mouth = np.array(live["mouth"])[start:start + int(seconds * 24)]
