@@ -113,7 +113,8 @@ class TalkingVideo(VloggerNode):
                 io.Audio.Input("audio", tooltip="The speech the motion was made from; muxed into the MP4."),
                 io.Combo.Input("resolution", options=RESOLUTIONS, default="256", tooltip=RES_TOOLTIP),
                 io.Int.Input("window", default=48, min=8, max=480,
-                             tooltip="Frames rendered per window: more is a little faster, uses more memory."),
+                             tooltip="The most frames rendered at once (progress and Cancel act between windows). "
+                             "At large sizes the renderer uses fewer: about 24 MB of frames is fastest."),
                 io.String.Input("filename_prefix", default="vlogger/talking",
                                 tooltip="Name (and optional subfolder) inside ComfyUI's output folder."),
             ],
