@@ -12,8 +12,9 @@ from vlogger_core.audio.comfy_audio import to_audio
 from vlogger_core.errors import VloggerError
 from vlogger_core.media import read_audio
 from vlogger_core.motion.combine import Source, combine_motions
-from vlogger_core.motion.edits import apply_edits
+from vlogger_core.motion.edits import GROUPS, TRACKS, apply_edits
 from vlogger_core.motion.params import Motion
+from vlogger_core.motion.plot import motion_timeline
 from vlogger_core.motion.reenact import (
     PARTS,
     ReenactSettings,
@@ -198,7 +199,12 @@ class EditMotion(VloggerNode):
                 "[seconds, value] keys, linear between them and no change outside them; blinks added or "
                 "removed at a time; muted time ranges keep the motion as it came in. The edits are a JSON "
                 "text (saved in the workflow, sent through the API), so the same edits give the same "
-                "motion with or without the frontend. See docs/motion_exchange.md."),
+                "motion with or without the frontend. After a run the node shows a timeline editor: lanes "
+                "for head yaw/pitch/roll, mouth_scale, smile, brows, eyes_open, gesture_amount (+ lane: any "
+                "ARKit expression or gaze) with the incoming curve (grey), the edited one (colour) and the keys; "
+                "click a lane to add a key, drag a key to move it, double- or right-click to delete it; click "
+                "the blink strip to add or remove a blink; shift-drag the time axis to mute a range (click it "
+                "to unmute). Each change rewrites the edits text. See docs/motion_exchange.md."),
             inputs=[MotionType.Input("motion", tooltip="The motion to edit."),
                     io.String.Input("edits", default=NO_EDITS, multiline=True,
                                     tooltip='JSON: {"version": 1, "tracks": {"head_yaw": [[1.0, 0], [1.5, 15], '
@@ -213,9 +219,25 @@ class EditMotion(VloggerNode):
         if not isinstance(motion, Motion):
             raise input_error(node, "motion", "is not a VLOGGER motion", "connect a Motion")
         try:
-            return io.NodeOutput(apply_edits(motion, edits or ""))
+            edited = apply_edits(motion, edits or "")
         except VloggerError as e:
             raise node_error(node, e) from None
+        return io.NodeOutput(edited, ui=edit_ui(motion, edited, edits or ""))
+
+
+EDITOR_POINTS_PER_S, EDITOR_MAX_POINTS = 25, 1500
+
+
+def edit_ui(motion: Motion, edited: Motion, edits: str) -> dict:
+    """The motion editor's payload (web/js/vlogger_motion_editor.js): the motion view's curves
+    (plot.motion_timeline, with the 52 expressions and gaze) of the incoming and the edited
+    motion, at most 25 points a second, the edits they were made with, and the track names and
+    groups the edits know."""
+    points = min(EDITOR_MAX_POINTS, max(1, int(motion.duration * EDITOR_POINTS_PER_S + 0.999)))
+    line = lambda m: motion_timeline(m, None, max_points=points, expressions=True)  # noqa: E731
+    return {"vlogger_motion_edit": [{"model": line(motion), "edited": line(edited),
+                                     "edits": edits, "tracks": list(TRACKS),
+                                     "groups": {k: list(v) for k, v in GROUPS.items()}}]}
 
 
 NODES = [Reenact, CombineMotions, EditMotion]

@@ -134,6 +134,22 @@ def node_boxes(page) -> list[dict]:
     })""")
 
 
+def node_of_type(page, node_type: str) -> int:
+    """The id of the loaded graph's first node of that type."""
+    return page.evaluate("(t) => app.graph._nodes.find(n => n.type === t).id", node_type)
+
+
+def widget_value(page, node_id: int, name: str):
+    return page.evaluate("([id, name]) => app.graph.getNodeById(id).widgets.find(w => w.name === name).value",
+                         [node_id, name])
+
+
+def set_widget(page, node_id: int, name: str, value) -> None:
+    """Set a widget as the UI does (its value, then its callback)."""
+    page.evaluate("([id, name, v]) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === name);"
+                  " w.value = v; w.callback?.(v); }", [node_id, name, value])
+
+
 STAGE_GROUPS = ("Input", "Motion", "Body", "Training", "Frames", "Output")
 
 

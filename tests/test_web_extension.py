@@ -22,8 +22,10 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
-OUR_JS = ("vlogger_audio.js", "vlogger_fit_editor.js", "vlogger_motion_view.js", "vlogger_live.js")
-OUR_EXTENSIONS = ("VLOGGER.AudioUpload", "VLOGGER.FitEditor", "VLOGGER.MotionView", "VLOGGER.Live")
+OUR_JS = ("vlogger_audio.js", "vlogger_fit_editor.js", "vlogger_motion_view.js", "vlogger_live.js",
+          "vlogger_motion_editor.js")
+OUR_EXTENSIONS = ("VLOGGER.AudioUpload", "VLOGGER.FitEditor", "VLOGGER.MotionView", "VLOGGER.Live",
+                  "VLOGGER.MotionEditor")
 MOTION_COLORS = {"wave": "#9a9a9a", "mouth": "#ff3030", "blink": "#b040ff", "head_yaw": "#ffa000",
                  "head_pitch": "#2090ff", "head_roll": "#30d050", "gesture": "#e0d020"}
 

@@ -72,14 +72,21 @@ def plot_motion(motion: Motion, envelope: np.ndarray | None = None, width: int =
 
 
 def motion_timeline(motion: Motion, wave: torch.Tensor | None = None, sample_rate: int = 16000,
-                    max_points: int = 4000, wave_buckets: int = 1000) -> dict:
+                    max_points: int = 4000, wave_buckets: int = 1000, expressions: bool = False) -> dict:
     """What the frontend's motion view draws, as plain JSON: per-frame curves (mouth opening
     0..1, eye closure 0..1, head+neck pitch/yaw/roll in degrees, gesture energy in rad/s), and
-    the speech waveform as min/max per bucket. Long motions are decimated to max_points."""
+    the speech waveform as min/max per bucket. Long motions are decimated to max_points.
+    expressions: also each of the 52 ARKit weights by name and the left eye's gaze_pitch /
+    gaze_yaw in degrees (what the motion editor draws)."""
     head = np.degrees(joint_angles(motion, "head") + joint_angles(motion, "neck"))
     curves = {"mouth": mouth_opening(motion).numpy(), "blink": blink_track(motion),
               "head_pitch": head[:, 0], "head_yaw": head[:, 1], "head_roll": head[:, 2],
               "gesture": gesture_energy(motion)}
+    if expressions:
+        eye = np.degrees(joint_angles(motion, "left_eye_smplhf"))
+        curves.update(gaze_pitch=eye[:, 0], gaze_yaw=eye[:, 1])
+        if motion.expression_set == "arkit52":
+            curves.update({name: motion.expression[:, k].numpy() for k, name in enumerate(ARKIT52)})
     step = max(1, -(-motion.num_frames // max_points))
     out = {"fps": float(motion.fps), "frames": motion.num_frames, "step": step,
            "duration": motion.duration,

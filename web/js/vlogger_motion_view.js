@@ -15,6 +15,47 @@ export const COLORS = {
   head_roll: "#30d050", gesture: "#e0d020",
 };
 const UNITS = { head_yaw: "deg", head_pitch: "deg", head_roll: "deg", gesture: "rad/s" };
+
+// drawing helpers shared with the motion editor (vlogger_motion_editor.js)
+// the y of value v in a lane [top, top + lh) whose range is lo..hi (3 px margins)
+export const laneY = (v, top, lh, lo, hi, dpr) => top + lh - 3 * dpr - ((v - lo) / (hi - lo || 1)) * (lh - 6 * dpr);
+
+// one curve sampled every `step` frames at `fps`, on a time axis of T seconds over W pixels
+export function drawCurve(ctx, ys, { step, fps, T, W, yOf, color, width }) {
+  ctx.strokeStyle = color;
+  ctx.lineWidth = width;
+  ctx.beginPath();
+  ys.forEach((v, i) => {
+    const x = ((i * step) / fps / T) * W;
+    (i ? ctx.lineTo : ctx.moveTo).call(ctx, x, yOf(v));
+  });
+  ctx.stroke();
+}
+
+// names at the top left of a lane, each in its colour on a dark box
+export function drawLabels(ctx, names, top, dpr, colorOf) {
+  ctx.font = `${10 * dpr}px sans-serif`;
+  let lx = 4 * dpr;
+  for (const [k, name] of names) {
+    ctx.fillStyle = "#000000b0";
+    ctx.fillRect(lx - 2 * dpr, top + 2 * dpr, ctx.measureText(name).width + 4 * dpr, 12 * dpr);
+    ctx.fillStyle = colorOf(k);
+    ctx.fillText(name, lx, top + 11 * dpr);
+    lx += ctx.measureText(name).width + 10 * dpr;
+  }
+}
+
+// whole seconds as ticks rising from y, labelled
+export function drawTimeTicks(ctx, T, W, y, dpr) {
+  ctx.fillStyle = "#c8c8c8";
+  ctx.font = `${9 * dpr}px sans-serif`;
+  const every = T > 20 ? 5 : T > 8 ? 2 : 1;
+  for (let t = every; t < T; t += every) {
+    const tx = (t / T) * W;
+    ctx.fillRect(tx, y - 4 * dpr, dpr, 4 * dpr);
+    ctx.fillText(`${t}s`, tx + 2 * dpr, y - 2 * dpr);
+  }
+}
 // [track, value range]; angles share one lane centred on 0
 const LANES = [
   ["mouth", [0, 1]], ["blink", [0, 1]],
@@ -128,36 +169,13 @@ class MotionView {
       ctx.lineWidth = dpr;
       ctx.beginPath(); ctx.moveTo(0, top); ctx.lineTo(W, top); ctx.stroke();
       for (const k of keys) {
-        const ys = curves[k] || [];
-        ctx.strokeStyle = COLORS[k];
-        ctx.lineWidth = 2 * dpr;
-        ctx.beginPath();
-        ys.forEach((v, i) => {
-          const x = ((i * step) / fps / T) * W;
-          const y = top + lh - 3 * dpr - ((v - lo) / (hi - lo || 1)) * (lh - 6 * dpr);
-          (i ? ctx.lineTo : ctx.moveTo).call(ctx, x, y);
-        });
-        ctx.stroke();
+        drawCurve(ctx, curves[k] || [], { step, fps, T, W, color: COLORS[k], width: 2 * dpr,
+                                          yOf: (v) => laneY(v, top, lh, lo, hi, dpr) });
       }
-      ctx.font = `${10 * dpr}px sans-serif`;     // each track's name in its own colour
-      let lx = 4 * dpr;
-      for (const k of keys) {
-        const name = k + (UNITS[k] ? ` (${UNITS[k]})` : "");
-        ctx.fillStyle = "#000000b0";
-        ctx.fillRect(lx - 2 * dpr, top + 2 * dpr, ctx.measureText(name).width + 4 * dpr, 12 * dpr);
-        ctx.fillStyle = COLORS[k];
-        ctx.fillText(name, lx, top + 11 * dpr);
-        lx += ctx.measureText(name).width + 10 * dpr;
-      }
+      // each track's name in its own colour
+      drawLabels(ctx, keys.map((k) => [k, k + (UNITS[k] ? ` (${UNITS[k]})` : "")]), top, dpr, (k) => COLORS[k]);
     });
-    ctx.fillStyle = "#c8c8c8";                       // seconds along the bottom of the waveform lane
-    ctx.font = `${9 * dpr}px sans-serif`;
-    const every = T > 20 ? 5 : T > 8 ? 2 : 1;
-    for (let t = every; t < T; t += every) {
-      const tx = (t / T) * W;
-      ctx.fillRect(tx, lh - 4 * dpr, dpr, 4 * dpr);
-      ctx.fillText(`${t}s`, tx + 2 * dpr, lh - 2 * dpr);
-    }
+    drawTimeTicks(ctx, T, W, lh, dpr);               // seconds along the bottom of the waveform lane
     const x = (this.audio.currentTime / T) * W;     // playhead
     ctx.fillStyle = COLORS.playhead;
     ctx.fillRect(x - dpr, 0, 2 * dpr, H);
