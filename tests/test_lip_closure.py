@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vlogger_core.audio.tts import synthesize
 from vlogger_core.media import read_video
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -22,32 +23,15 @@ VOICE, RATE = "en-us", 140
 OPEN_VOWELS = {"a", "A", "A:", "aI", "aa", "a#", "V", "aU", "O", "O:", "eI", "E"}
 
 
-SPEAK = """
-import json, sys
-import soundfile as sf
-from vlogger_core.audio.tts import synthesize
-wave, sr, tl = synthesize(sys.argv[1], voice=sys.argv[2], rate=int(sys.argv[3]))
-sf.write(sys.argv[4], wave, sr, subtype="FLOAT")
-open(sys.argv[5], "w").write(json.dumps(tl.to_dict()))
-"""
-
-
 @pytest.fixture(scope="module")
 def clip(comfy):
-    # espeak-ng keeps state between calls (a voice variant used before changes how "en-us"
-    # sounds), so the speech and its timeline come from a fresh process and the server only
-    # loads the file: the frames and the timeline belong to the same audio
-    import subprocess
-
-    from vlogger_core.audio.tts import PhonemeTimeline
+    # the speech and its timeline come from one TTS call (espeak-ng output does not depend on what
+    # was spoken before in this process: tests/test_tts.py) and the server only loads the file:
+    # the frames and the timeline belong to the same audio
+    import soundfile as sf
     name = "lipclosure_speech.wav"
-    with tempfile.TemporaryDirectory() as d:
-        tl_path = Path(d) / "tl.json"
-        r = subprocess.run([sys.executable, "-c", SPEAK, TEXT, VOICE, str(RATE), str(comfy.input_dir / name),
-                            str(tl_path)], capture_output=True, text=True, timeout=120,
-                           cwd=str(Path(__file__).resolve().parent.parent))
-        assert r.returncode == 0, r.stderr[-2000:]
-        timeline = PhonemeTimeline.from_dict(json.loads(tl_path.read_text()))
+    wave, sr, timeline = synthesize(TEXT, voice=VOICE, rate=RATE)
+    sf.write(str(comfy.input_dir / name), wave, sr, subtype="FLOAT")
     prompt = comfy.workflow("talking_video")
     prompt["4"]["inputs"].update(audio=name, trim_silence=False)
     prompt["7"]["inputs"]["resolution"] = "512"

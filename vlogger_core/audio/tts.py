@@ -4,12 +4,21 @@ VLOGGER turns text into speech with a TTS model before stage 1. Neural TTS packa
 voices at run time, so the offline default is espeak-ng (Debian package libespeak-ng1). Its
 library reports, for every phoneme, where it starts in the audio it produced: the phoneme
 timeline the synthetic motion corpus and the lip-sync metric need.
+
+Deterministic: the same text, voice and settings give the same samples and timeline in any
+process, whatever was spoken before (every utterance gets a freshly loaded espeak-ng: `_Espeak`).
 """
 from __future__ import annotations
 
+import _ctypes
+import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import glob
+import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -99,15 +108,69 @@ class TTSError(VloggerError):
 INSTALL = "install espeak-ng (apt-get install espeak-ng libespeak-ng1), then restart"
 
 
-class _Espeak:
-    """The process-wide espeak-ng library (global state: every call holds the lock)."""
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
 
-    def __init__(self):
-        path = ctypes.util.find_library("espeak-ng") or next(
-            iter(glob.glob("/usr/lib/*/libespeak-ng.so.1")), None)
-        if not path:
-            raise TTSError("libespeak-ng is not installed", fix=INSTALL)
-        self.lib = ctypes.CDLL(path)
+
+# the C library: srand (espeak's breath and klatt noise draw from libc rand()) and dladdr
+_LIBC = ctypes.CDLL(None) if os.name == "posix" else None
+if _LIBC is not None:
+    _LIBC.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+
+
+def _library_file() -> str:
+    """The path of the libespeak-ng file the loader would use (find_library gives a bare soname
+    on Linux: load it once and ask the loader where it came from)."""
+    name = ctypes.util.find_library("espeak-ng") or next(iter(glob.glob("/usr/lib/*/libespeak-ng.so.1")), None)
+    if not name:
+        raise TTSError("libespeak-ng is not installed", fix=INSTALL)
+    if os.path.isabs(name) or _LIBC is None:
+        return os.path.realpath(name) if os.path.isabs(name) else name
+    lib = ctypes.CDLL(name)
+    try:
+        info = _DlInfo()
+        addr = ctypes.cast(lib.espeak_Initialize, ctypes.c_void_p)
+        if not _LIBC.dladdr(addr, ctypes.byref(info)) or not info.dli_fname:
+            raise TTSError(f"cannot tell where {name} was loaded from", fix=INSTALL)
+        return os.path.realpath(info.dli_fname.decode())
+    finally:
+        _unload(lib)
+
+
+def _unload(lib: ctypes.CDLL) -> None:
+    (getattr(_ctypes, "dlclose", None) or _ctypes.FreeLibrary)(lib._handle)
+
+
+def _private_copy(path: str, in_memory: bool = True) -> str:
+    """A path to a copy of the library file that nothing else in the process loads: the loader
+    maps every dlopen of it (after the last dlclose) as a new instance with fresh globals. In
+    memory (memfd, Linux: nothing left on disk, works where /tmp is noexec), else a temp file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if in_memory and hasattr(os, "memfd_create"):
+        fd = os.memfd_create("vlogger-libespeak-ng")  # kept open for the life of the process
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        return f"/proc/self/fd/{fd}"
+    folder = tempfile.mkdtemp(prefix="vlogger-espeak-")
+    atexit.register(shutil.rmtree, folder, True)
+    copy = os.path.join(folder, os.path.basename(path))
+    with open(copy, "wb") as f:
+        f.write(data)
+    return copy
+
+
+class _Instance:
+    """One freshly loaded, initialized espeak-ng (its own globals); `close` terminates and
+    unloads it. Only one lives at a time (the same file loaded twice would be one instance)."""
+
+    def __init__(self, path: str):
+        try:
+            self.lib = ctypes.CDLL(path)
+        except OSError as e:
+            raise TTSError(f"cannot load libespeak-ng: {e}", fix=INSTALL) from None
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
         self.lib.espeak_ListVoices.argtypes = [ctypes.POINTER(_Voice)]
@@ -117,13 +180,18 @@ class _Espeak:
         rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, None,
                                           INITIALIZE_PHONEME_EVENTS | INITIALIZE_DONT_EXIT)
         if rate <= 0:
+            _unload(self.lib)
             raise TTSError("espeak_Initialize failed (espeak-ng-data missing?)", fix=INSTALL)
         self.sample_rate = rate
-        self.lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, int, str, int, int]] = []
         self._cb = _CALLBACK(self._on_synth)  # keep a reference: C holds the pointer
         self.lib.espeak_SetSynthCallback(self._cb)
+
+    def close(self) -> None:
+        self.lib.espeak_Terminate()
+        _unload(self.lib)
+        self.lib = None
 
     def _on_synth(self, wav, numsamples, events) -> int:
         if numsamples > 0:
@@ -136,8 +204,11 @@ class _Espeak:
             i += 1
         return 0
 
-    def voices(self) -> list[tuple[str, str]]:
-        """(identifier, languages) of every voice and variant espeak knows."""
+    def select(self, voice: str) -> bool:
+        return self.lib.espeak_SetVoiceByName(voice.encode()) == 0
+
+    def voices(self) -> list[tuple[str, str, str]]:
+        """(identifier, languages, name) of every voice and variant espeak knows."""
         out = []
         for spec in (None, "variant"):
             if spec is None:
@@ -155,23 +226,58 @@ class _Espeak:
         return out
 
     def synth(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, gap: int):
-        with self.lock:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise TTSError(f"unknown voice {voice!r}", "voice", "pick a voice from the list (e.g. en-us)")
-            for p, v in ((PARAM_RATE, rate), (PARAM_PITCH, pitch), (PARAM_RANGE, pitch_range),
-                         (PARAM_VOLUME, 100), (PARAM_WORDGAP, gap)):
-                self.lib.espeak_SetParameter(p, int(v), 0)
-            self._chunks, self._events = [], []
-            data = text.encode("utf-8")
-            err = self.lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
-            if err != 0:
-                raise TTSError(f"espeak_Synth failed with code {err}", "text",
-                               "try a shorter or plainer text, or reinstall espeak-ng")
-            self.lib.espeak_Synchronize()
-            chunks, events = self._chunks, self._events
-            self._chunks, self._events = [], []
+        if not self.select(voice):
+            raise TTSError(f"unknown voice {voice!r}", "voice", "pick a voice from the list (e.g. en-us)")
+        for p, v in ((PARAM_RATE, rate), (PARAM_PITCH, pitch), (PARAM_RANGE, pitch_range),
+                     (PARAM_VOLUME, 100), (PARAM_WORDGAP, gap)):
+            self.lib.espeak_SetParameter(p, int(v), 0)
+        self._chunks, self._events = [], []
+        if _LIBC is not None:  # rand()'s state is the process's: start it where a fresh process does
+            _LIBC.srand(1)
+        data = text.encode("utf-8")
+        err = self.lib.espeak_Synth(data, len(data) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
+        if err != 0:
+            raise TTSError(f"espeak_Synth failed with code {err}", "text",
+                           "try a shorter or plainer text, or reinstall espeak-ng")
+        self.lib.espeak_Synchronize()
+        chunks, events = self._chunks, self._events
+        self._chunks, self._events = [], []
         wave = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
         return wave, events
+
+
+class _Espeak:
+    """espeak-ng, loaded afresh for every utterance, so that what it says does not depend on
+    what was said before in the process.
+
+    espeak-ng keeps state in its globals from one utterance to the next, and no API call resets
+    it: wavegen's pitch-flutter index (a static inside AdvanceParameters, advanced every 64
+    samples and never reset), a voice variant's attributes, libc rand() (breath and klatt noise);
+    espeak_Terminate + espeak_Initialize in one instance hangs. So every `session()` loads a
+    private copy of the library file (a new instance: fresh globals, 3-10 ms), seeds rand, and
+    terminates and unloads it after; the lock keeps one instance at a time."""
+
+    def __init__(self):
+        try:
+            self.path = _private_copy(_library_file())
+        except OSError as e:
+            raise TTSError(f"cannot load libespeak-ng: {e}", fix=INSTALL) from None
+        self.lock = threading.Lock()
+        with self.session() as s:  # fails here, once, if espeak-ng-data is missing
+            self.sample_rate = s.sample_rate
+
+    @contextlib.contextmanager
+    def session(self):
+        with self.lock:
+            inst = _Instance(self.path)
+            try:
+                yield inst
+            finally:
+                inst.close()
+
+    def synth(self, text: str, voice: str, rate: int, pitch: int, pitch_range: int, gap: int):
+        with self.session() as s:
+            return s.synth(text, voice, rate, pitch, pitch_range, gap)
 
 
 _ENGINE: _Espeak | None = None
@@ -194,14 +300,12 @@ def list_voices(prefix: str = "") -> list[str]:
     each checked by asking espeak to select it (some listed variants are refused)."""
     global _VOICES
     if _VOICES is None:
-        eng = _engine()
-        with eng.lock:
-            _VOICES = [v for v in _candidate_voices(eng)
-                       if eng.lib.espeak_SetVoiceByName(v.encode()) == 0]
+        with _engine().session() as s:
+            _VOICES = [v for v in _candidate_voices(s) if s.select(v)]
     return [n for n in _VOICES if n.startswith(prefix)]
 
 
-def _candidate_voices(eng: "_Espeak") -> list[str]:
+def _candidate_voices(eng: _Instance) -> list[str]:
     langs, variants = [], []
     for ident, lang, name in eng.voices():
         if ident.startswith("!v/") or "variant" in ident:
