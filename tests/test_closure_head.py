@@ -121,3 +121,20 @@ def test_trainer_writes_a_head_that_loads(tmp_path):
                           str(tmp_path / "nothing"), "--out", str(tmp_path / "run2"), "--steps", "2"],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "--data" in bad.stderr and "make_motion_corpus" in bad.stderr
+
+
+def test_words_vocabulary_leaves_out_the_evaluation_texts():
+    """The "words" corpus the head learnt on has none of the content words the quality benchmark
+    and the lip-closure server test speak (their figures are on words it never heard)."""
+    import ast
+
+    from vlogger_core.motion.synthetic.words import EVALUATION_WORDS, WORDS, content_words
+
+    texts = [text for _, text in ast.literal_eval(
+        (ROOT / "benchmarks" / "quality.py").read_text().split("CLIPS = ", 1)[1].split("\n]", 1)[0] + "\n]")]
+    texts.append((ROOT / "tests" / "test_lip_closure.py").read_text().split('TEXT = "', 1)[1].split('"', 1)[0])
+    spoken = set().union(*(content_words(t) for t in texts))
+    assert len(spoken) > 15, spoken
+    assert spoken <= EVALUATION_WORDS, spoken - EVALUATION_WORDS
+    assert not spoken & set(WORDS)
+    assert len(WORDS) > 400

@@ -99,8 +99,6 @@ def test_lips_close_on_bilabials(clip):
     assert np.mean(closed) >= 0.8, closed
 
 
-@pytest.mark.xfail(reason="issue 14: on this clip 0.45 of the p/b/m frames read closed (goal 0.6 here, 0.8 in "
-                          "the benchmark: 0.70); the closure head is confident on about 75 % of them", strict=False)
 def test_closed_by_the_issues_measure(clip):
     """issue 14's figures on this clip: frames in p/b/m and in pauses of 300 ms or more whose seen
     gap is under 10 % of the clip's 95th-percentile gap."""

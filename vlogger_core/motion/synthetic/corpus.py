@@ -30,6 +30,7 @@ from ...callbacks import Progress, report
 from ...media import resample
 from ..params import Motion
 from .priors import synth_motion
+from .words import word_sentence
 
 SUBJECTS = ["I", "we", "you", "they", "my sister", "our team", "the doctor", "a friend of mine",
             "the old man", "everyone here", "my neighbour", "the teacher", "nobody", "the kids",
@@ -76,10 +77,16 @@ def make_sentence(rng: np.random.Generator) -> str:
     return s + ("!" if rng.random() < 0.15 else ".")
 
 
-def sentence_for(split: str, rng: np.random.Generator) -> str:
+VOCABULARIES = ("phrases", "words")
+
+
+def sentence_for(split: str, rng: np.random.Generator, vocabulary: str = "phrases") -> str:
+    """A sentence of the split: "phrases" (the templates above: what the shipped motion model
+    learnt on) or "words" (words.word_sentence: a broad vocabulary, for the lip-closure head)."""
     want = split == "heldout"
+    make = word_sentence if vocabulary == "words" else make_sentence
     while True:
-        s = make_sentence(rng)
+        s = make(rng)
         if is_heldout_sentence(s) == want:
             return s
 
@@ -117,7 +124,7 @@ def _concat(parts: list[tuple[np.ndarray, PhonemeTimeline | None]], sr: int) -> 
     return np.concatenate(waves), PhonemeTimeline(ph, np.array(st), np.array(en), words, sr)
 
 
-def make_clip(rng: np.random.Generator, split: str, voices: list[str], fps: float
+def make_clip(rng: np.random.Generator, split: str, voices: list[str], fps: float, vocabulary: str = "phrases"
               ) -> tuple[torch.Tensor, PhonemeTimeline, Motion, dict]:
     """One clip: (16 kHz mono wave, timeline in seconds, motion, metadata)."""
     voice = voices[int(rng.integers(len(voices)))]
@@ -125,7 +132,7 @@ def make_clip(rng: np.random.Generator, split: str, voices: list[str], fps: floa
     sr = 22050
     sil = lambda s: (np.zeros(int(s * sr), np.float32), None)
     parts = [sil(rng.uniform(0.05, 0.8))]
-    sentences = [sentence_for(split, rng) for _ in range(int(rng.integers(1, 4)))]
+    sentences = [sentence_for(split, rng, vocabulary) for _ in range(int(rng.integers(1, 4)))]
     for k, s in enumerate(sentences):
         wave, sr_, tl = synthesize(s, voice=voice, rate=rate, pitch=pitch, pitch_range=rng_pitch)
         assert sr_ == sr
@@ -150,22 +157,25 @@ def write_clip(folder: Path, wave16k: torch.Tensor, timeline: PhonemeTimeline, m
 
 
 def make_corpus(root: str | Path, num_clips: int, split: str = "train", fps: float = 25.0,
-                seed: int = 0, progress: Progress = None) -> dict:
+                seed: int = 0, progress: Progress = None, vocabulary: str = "phrases") -> dict:
     """Write num_clips clips under root and root/corpus.json; returns the corpus index."""
     if split not in ("train", "heldout"):
         raise ValueError("split must be 'train' or 'heldout'")
+    if vocabulary not in VOCABULARIES:
+        raise ValueError(f"vocabulary must be one of {VOCABULARIES}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + (1_000_003 if split == "heldout" else 0))
     voices = voices_for(split)
     clips = []
     for i in range(num_clips):
-        w16, tl, motion, meta = make_clip(rng, split, voices, fps)
+        w16, tl, motion, meta = make_clip(rng, split, voices, fps, vocabulary)
         name = f"clip_{i:05d}"
         write_clip(root / name, w16, tl, motion)
         clips.append({"name": name, **meta})
         report(progress, i + 1, num_clips)
     index = {"format": "vlogger-motion-corpus-v1", "fps": fps, "split": split, "seed": seed,
+             "vocabulary": vocabulary,
              "generator": "vlogger_core.motion.synthetic.corpus", "heldout_voices": HELDOUT_VOICES,
              "seconds": round(sum(c["seconds"] for c in clips), 1), "clips": clips}
     (root / "corpus.json").write_text(json.dumps(index, indent=1))
