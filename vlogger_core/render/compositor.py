@@ -31,9 +31,8 @@ MOUTH_PARTS = ("mouth_interior", "teeth", LOWER_TEETH, "tongue")
 LOWER_TEETH_SHADE = 0.78       # painted lower teeth: in the lower lip's shadow
 TONGUE_TONE = (0.4, 0.2, 0.21)     # the tongue: the lips' colour in the mouth's shade
 TONGUE_FROM = 0.6              # of the opening's height: where the tongue starts to show
-LIP_SHADOW = 0.35              # how dark the upper lip's shadow on the teeth is, at the lip
-TEETH_SPAN = 0.8               # of the half-width: where the teeth end (the corners show the dark cheek inside)
-UPPER_TEETH_SHOWN = 0.08       # the upper incisors' visible height, in mouth widths
+LIP_SHADOW = 0.8               # how dark the upper lip's shadow on the teeth is
+UPPER_TEETH_SHOWN = 0.05       # the upper incisors' visible height, in mouth widths
 LOWER_LIP = "lips_lower"       # the renderer's own label: the lip that moves with the jaw
 CREASE_DARK = 0.3              # where the lips meet: the lip colour this much darker, at the line
 
@@ -350,8 +349,8 @@ def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, in
     # across the mouth (-1 .. 1 corner to corner): teeth taper off toward the corners (the
     # cheeks hide the back teeth), the lower edges show in the middle only
     xc = (np.arange(m.shape[1], dtype=np.float32) + 0.5) / m.shape[1] * 2 - 1
-    across = np.sqrt(np.clip(1 - (xc / TEETH_SPAN) ** 2, 0, 1))[None]
-    tooth = np.minimum(UPPER_TEETH_SHOWN * (x1 - x0) * across, 0.6 * height)
+    across = np.sqrt(np.clip(1 - xc ** 2, 0, 1))[None]
+    tooth = np.minimum(UPPER_TEETH_SHOWN * (x1 - x0) * across, 0.5 * height)
     lower = np.clip(height - 2.0 * tooth, 0, 0.5 * tooth) * (np.abs(xc) < 0.6)[None]   # the jaw must open first
     teeth = ref.teeth_color if ref.teeth_color is not None else np.array([0.86, 0.84, 0.78], np.float32)
     cavity = np.clip(ref.lip_color * np.array([0.3, 0.14, 0.15], np.float32), 0, 1)
@@ -364,15 +363,14 @@ def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, in
     # darker toward the middle of the opening's width (the back of the mouth)
     paint = paint * (1.0 - 0.3 * (1 - xc ** 2))[None, :, None]
     # the upper incisors: tooth colour, in shadow toward the corners and their biting edge
-    # (coverage, not a yes/no per pixel: the biting edge is anti-aliased, no stair from column to
-    # column; the upper lip's shadow falls on their top, a soft gradient rather than an outline)
-    up = np.clip(tooth - below_top, 0, 1)[..., None]
+    up = (below_top < tooth)[..., None]
+    # (the upper lip's shadow falls on their top: a dark line that keeps lip and teeth apart)
     shade = (1.0 - 0.35 * xc ** 2)[None, :, None] * (1.0 - 0.12 * ramp(below_top, tooth)) \
-        * (1.0 - LIP_SHADOW * (1.0 - ramp(below_top, np.maximum(2.0, 0.5 * tooth))))
-    paint = paint + (teeth * shade - paint) * up
+        * (1.0 - LIP_SHADOW * (1.0 - ramp(below_top - 0.5, np.full_like(below_top, 1.5))))
+    paint = np.where(up, teeth * shade, paint)
     # the lower teeth's edges, in the lower lip's shadow
-    low = (np.clip(lower - above_bottom, 0, 1) * (lower >= 1.0))[..., None]
-    paint = paint + (teeth * LOWER_TEETH_SHADE * (0.85 + 0.15 * ramp(lower - above_bottom, lower)) - paint) * low
+    low = ((above_bottom < lower) & (lower >= 1.0))[..., None]
+    paint = np.where(low, teeth * LOWER_TEETH_SHADE * (0.85 + 0.15 * ramp(lower - above_bottom, lower)), paint)
     paint = paint.astype(np.float32)
     soft = cv2.GaussianBlur(m.astype(np.float32) * unseen, (0, 0), 0.6)[..., None]
     box = img[y0:y1, x0:x1]
