@@ -1,6 +1,7 @@
 """Live mode in real time on this CPU: speech streamed in 20 ms chunks at its own pace into a
-LiveSession (the engine the live page's WebSocket runs, vlogger_core/live), stepped every 20 ms as
-the server steps it, each frame JPEG-encoded as the server sends it.
+LiveSession (the engine the live page's WebSocket runs, vlogger_core/live), stepped as the server
+steps it (when a chunk arrives, and at least every 20 ms), each frame JPEG-encoded as the server
+sends it.
 
 Figures (256x256, 24 fps; 2 minutes of the shipped speech repeated with pauses):
 - first_frame_ms: from the first audio chunk to the first frame out (goal <= 200; the look-ahead
@@ -96,7 +97,10 @@ def stream(model, renderer, wave: torch.Tensor, fps: int = 24) -> dict:
             audio.append(f.audio)
         if now - t0 > len(pcm) / SR + 60:
             break
-        time.sleep(max(0.0, TICK_S - (time.monotonic() - now)))
+        # as the server steps (nodes/live_routes.py, LiveConnection.produce): when the next chunk
+        # arrives, or TICK_S after this step's start if none comes before
+        wake = now + TICK_S if sent >= n_chunks else min(now + TICK_S, t0 + sent * CHUNK_S)
+        time.sleep(max(0.0, wake - time.monotonic()))
     wall = time.monotonic() - t0
     cpu = time.process_time() - cpu0
     out_t, idx = np.array(out_t), np.array(idx)

@@ -2,9 +2,10 @@
 
 Registered on ComfyUI's own aiohttp server (PromptServer.instance.routes) when the pack loads; the
 protocol is in docs/live.md. Each socket is one session: a fitted photo, a LiveEngine
-(vlogger_core/live) on a wall clock (LiveSession) stepped every TICK_S on a thread of its own, its
-frames sent as JPEG with their audio. At most MAX_SESSIONS at once (env VLOGGER_LIVE_SESSIONS):
-more are told why and closed. A socket that closes frees its session at once.
+(vlogger_core/live) on a wall clock (LiveSession) stepped on a thread of its own as soon as audio
+arrives and at least every TICK_S (silence, paced bursts), its frames sent as JPEG with their
+audio. At most MAX_SESSIONS at once (env VLOGGER_LIVE_SESSIONS): more are told why and closed. A
+socket that closes frees its session at once.
 """
 from __future__ import annotations
 
@@ -163,6 +164,7 @@ class LiveConnection:
         self.tts_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlogger-tts")
         self.session: LiveSession | None = None
         self.producer: asyncio.Task | None = None
+        self.wake = asyncio.Event()      # audio arrived: step now (not at the next tick)
         self.closed = False
         self.sent = 0
 
@@ -274,6 +276,7 @@ class LiveConnection:
             self.session.feed(to_float_pcm(data))
         except QueueFull as e:
             raise ProtocolError(f"{e}: send audio at most about as fast as it plays", 1008) from None
+        self.wake.set()
 
     async def say(self, text: str, voice) -> None:
         """TTS sentence by sentence: each sentence's audio goes on the stream as soon as it is spoken."""
@@ -288,26 +291,32 @@ class LiveConnection:
                     self.tts_pool, lambda s=sentence: synthesize(s, voice if isinstance(voice, str) else "en-us"))
                 pcm = resample(wave, rate, SR).numpy()
                 self.session.feed(np.concatenate([pcm, np.zeros(int(0.15 * SR), np.float32)]))
+                self.wake.set()
             except VloggerError as e:
                 await self.error("tts", e.message, e.fix or "", e.arg or "")
                 return
             await self.send_json({"type": "said", "text": sentence})
 
     async def produce(self) -> None:
+        """Step the session when audio arrives (a frame goes out in the step that completes its
+        audio, not up to a tick later) and at least every TICK_S (silence, a paced burst)."""
         loop = asyncio.get_running_loop()
-        next_tick = time.monotonic()
         try:
             while not self.closed and not self.ws.closed:
+                self.wake.clear()            # audio that comes during this step wakes the next one
+                started = time.monotonic()
                 frames = await loop.run_in_executor(self.pool, self._step)
                 for blob in frames:
                     await self.ws.send_bytes(blob)
                     self.sent += 1
-                next_tick += TICK_S
-                delay = next_tick - time.monotonic()
-                if delay < 0:
-                    next_tick = time.monotonic()
-                    delay = 0
-                await asyncio.sleep(delay)
+                delay = started + TICK_S - time.monotonic()
+                if delay <= 0 or self.wake.is_set():
+                    await asyncio.sleep(0)
+                    continue
+                try:
+                    await asyncio.wait_for(self.wake.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         except Exception as e:   # the engine failed: say so, close

@@ -13,7 +13,7 @@ from _pipeline import example_photo, example_speech, load_models  # noqa: E402
 
 from vlogger_core.body.reference import fit_reference
 from vlogger_core.errors import VloggerError
-from vlogger_core.live.causal import CausalWindow
+from vlogger_core.live.causal import CausalWindow, ddim_coefficients, ddim_step, gelu
 from vlogger_core.live.engine import LiveEngine
 from vlogger_core.live.motion_stream import (
     LiveSettings,
@@ -23,7 +23,7 @@ from vlogger_core.live.motion_stream import (
 from vlogger_core.live.session import LiveSession
 from vlogger_core.motion.model import sinusoidal
 from vlogger_core.motion.params import ARKIT52, Motion
-from vlogger_core.motion.sampling import SampleSettings, mouth_opening, sample_motion
+from vlogger_core.motion.sampling import SampleSettings, make_scheduler, mouth_opening, sample_motion
 from vlogger_core.render.talking_video import TalkingVideoRenderer
 
 # small windows so a few seconds cross several window hand-overs; few steps: fast
@@ -69,6 +69,27 @@ def test_causal_window_is_the_model(models):
             emb = m + sinusoidal(torch.arange(a // 2, b // 2), model.config.d_model)[None] + w.step_emb[0]
             out.append(w._forward(x[:, a:b], emb, torch.zeros(1, b - a), a // 2, 0))
     assert torch.allclose(torch.cat(out, 1), ref, atol=1e-5), (torch.cat(out, 1) - ref).abs().max()
+
+
+def test_ddim_step_is_diffusers(models):
+    """The live window's DDIM update (per-step coefficients computed once) is diffusers'
+    DDIMScheduler.step bit for bit, at every step of 25 and of 6."""
+    _, model = models
+    g = torch.Generator().manual_seed(0)
+    for steps in (25, 6):
+        sched = make_scheduler(model, "ddim")
+        sched.set_timesteps(steps)
+        coef = ddim_coefficients(sched)
+        assert len(coef) == steps
+        for i, t in enumerate(sched.timesteps):
+            x0, x = torch.randn((2, 1, 4, model.config.motion_dim), generator=g)
+            ref = sched.step(x0, t, x).prev_sample
+            assert torch.equal(ddim_step(coef[i], x0, x), ref), (steps, i, (ddim_step(coef[i], x0, x) - ref).abs().max())
+
+
+def test_window_gelu_is_torch_gelu():
+    x = torch.linspace(-12, 12, 4001)
+    assert torch.allclose(gelu(x), torch.nn.functional.gelu(x), rtol=0, atol=2e-6)
 
 
 @pytest.mark.parametrize("guidance,closure", [(1.0, 1.0), (2.0, 0.0)])
