@@ -128,7 +128,11 @@ def test_words_vocabulary_leaves_out_the_evaluation_texts():
     and the lip-closure server test speak (their figures are on words it never heard)."""
     import ast
 
-    from vlogger_core.motion.synthetic.words import EVALUATION_WORDS, WORDS, content_words
+    from vlogger_core.motion.synthetic.words import (
+        EVALUATION_WORDS,
+        WORDS,
+        content_words,
+    )
 
     texts = [text for _, text in ast.literal_eval(
         (ROOT / "benchmarks" / "quality.py").read_text().split("CLIPS = ", 1)[1].split("\n]", 1)[0] + "\n]")]

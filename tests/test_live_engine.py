@@ -23,7 +23,12 @@ from vlogger_core.live.motion_stream import (
 from vlogger_core.live.session import LiveSession
 from vlogger_core.motion.model import sinusoidal
 from vlogger_core.motion.params import ARKIT52, Motion
-from vlogger_core.motion.sampling import SampleSettings, make_scheduler, mouth_opening, sample_motion
+from vlogger_core.motion.sampling import (
+    SampleSettings,
+    make_scheduler,
+    mouth_opening,
+    sample_motion,
+)
 from vlogger_core.render.talking_video import TalkingVideoRenderer
 
 # small windows so a few seconds cross several window hand-overs; few steps: fast

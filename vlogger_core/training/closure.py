@@ -12,7 +12,6 @@ Result: OUT/closure.safetensors.
 from __future__ import annotations
 
 import os
-
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
