@@ -361,10 +361,54 @@ async def live_socket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+FIT_NODE = "VLOGGER_FitReference"
+FIT_FIELDS = ("scale", "offset_x", "offset_y", "rotation", "fov", "detector")
+
+
+def fits_from_runs(history: dict, limit: int = 12) -> list[dict]:
+    """The fitted references of the server's recent runs, newest first: the photo each VLOGGER Fit
+    Reference node read through Load Image and its fit settings (the fit editor's overrides), so
+    the live page can start from the same fit as a run. `history` is ComfyUI's /history dict."""
+    out, seen = [], set()
+    for pid, entry in reversed(list(history.items())):
+        try:
+            prompt = entry["prompt"][2]
+        except (KeyError, IndexError, TypeError):
+            continue
+        for node in prompt.values():
+            if not isinstance(node, dict) or node.get("class_type") != FIT_NODE:
+                continue
+            inputs = node.get("inputs", {})
+            link = inputs.get("image")
+            src = prompt.get(str(link[0])) if isinstance(link, list) and link else None
+            if not isinstance(src, dict) or src.get("class_type") != "LoadImage":
+                continue
+            photo = src.get("inputs", {}).get("image")
+            settings = {k: inputs[k] for k in FIT_FIELDS
+                        if isinstance(inputs.get(k), (int, float, str)) and not isinstance(inputs.get(k), bool)}
+            key = json.dumps([photo, settings], sort_keys=True)
+            if not isinstance(photo, str) or key in seen:
+                continue
+            seen.add(key)
+            out.append({"photo": photo, "settings": settings, "prompt_id": str(pid)})
+            if len(out) >= limit:
+                return out
+    return out
+
+
+def _history() -> dict:
+    try:
+        from server import PromptServer
+        return PromptServer.instance.prompt_queue.get_history(max_items=64)
+    except (ImportError, AttributeError):       # outside ComfyUI: no runs to offer
+        return {}
+
+
 async def live_status(request: web.Request) -> web.Response:
     with _LOCK:
         n = len(_ACTIVE)
-    return web.json_response({"photos": list_photos(), "sessions": n, "max_sessions": MAX_SESSIONS})
+    return web.json_response({"photos": list_photos(), "fits": fits_from_runs(_history()), "sessions": n,
+                              "max_sessions": MAX_SESSIONS})
 
 
 def active_sessions() -> int:

@@ -130,3 +130,28 @@ def test_menu_command_opens_the_live_page(comfy):
         new.wait_for_load_state("load")
         assert new.url.endswith(PAGE), new.url
         assert new.title() == "VLOGGER live"
+
+
+def test_a_runs_fit_can_be_picked_in_the_page(comfy, live_page):
+    """After a Fit Reference run with fit-editor settings, the page offers that fit and starts
+    the session with the run's photo and settings (read from the WebSocket's start message)."""
+    import json
+    prompt = comfy.workflow("fit_reference")
+    prompt["3"]["inputs"].update(offset_x=-0.05, rotation=7.0)
+    res = comfy.run(prompt, timeout=300)
+    assert res.error is None, res.error
+    page = live_page
+    sent = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+    page.reload(wait_until="load")
+    page.wait_for_function("() => [...document.getElementById('photo').options].some(o => o.value === 'fit:0')",
+                           timeout=60_000)
+    label = page.evaluate("() => [...document.getElementById('photo').options].find(o => o.value === 'fit:0').text")
+    assert "astronaut.png" in label and "offset_x -0.05" in label and "rotation 7" in label, label
+    page.select_option("#photo", "fit:0")
+    page.click("#start")
+    page.wait_for_function("() => window.vloggerLive.ready !== null", timeout=300_000)
+    start = next(json.loads(p) for p in sent if isinstance(p, str) and '"start"' in p)
+    assert start["photo"] == "astronaut.png" and start["offset_x"] == -0.05 and start["rotation"] == 7.0, start
+    page.click("#stop")
+    assert page.errors == [], page.errors

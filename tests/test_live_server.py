@@ -227,3 +227,31 @@ def test_bad_rate_and_reset_and_say(comfy):
             assert closed.data == 1000
     run(go())
     assert wait_sessions(comfy, 0) == 0
+
+
+def test_a_runs_fit_is_offered_and_starts_the_same_fit(comfy):
+    """A Fit Reference run (with fit-editor settings) is listed by the live page's photo route,
+    newest first, and a session started with those settings gets the run's fit: the mouth box
+    the server reports moves with the run's offset."""
+    prompt = comfy.workflow("fit_reference")
+    prompt["3"]["inputs"].update(scale=1.1, offset_x=0.07)
+    res = comfy.run(prompt, timeout=300)
+    assert res.error is None, res.error
+    fits = requests.get(comfy.url + "/vlogger/live/photos", timeout=30).json()["fits"]
+    assert fits, fits
+    newest = fits[0]
+    assert newest["photo"] == "astronaut.png" and newest["prompt_id"] == res.prompt_id, newest
+    assert newest["settings"]["scale"] == 1.1 and newest["settings"]["offset_x"] == 0.07, newest
+
+    async def ready(**settings):
+        async with aiohttp.ClientSession() as s:
+            ws = await _start(s, comfy, **settings)
+            m = await _until(ws, "ready")
+            await ws.close()
+            return m
+    plain = asyncio.run(ready())
+    fitted = asyncio.run(ready(**newest["settings"]))
+    assert plain["type"] == fitted["type"] == "ready", (plain, fitted)
+    shift = (fitted["mouth_box"][0] + fitted["mouth_box"][2] - plain["mouth_box"][0] - plain["mouth_box"][2]) / 2
+    assert 0.5 * 0.07 * 256 < shift < 1.5 * 0.07 * 256, (plain["mouth_box"], fitted["mouth_box"])
+    assert wait_sessions(comfy, 0) == 0
