@@ -58,7 +58,9 @@ def check_size(frames: int, width: int, height: int, videos: int = 1) -> None:
                            "Extend / continue_motion window) or at a smaller size")
 
 
-def _chunks(start: int, stop: int, progress: Progress, interrupt: Interrupt, size: int = CHUNK):
+def _chunks(renderer: TalkingVideoRenderer, start: int, stop: int, progress: Progress, interrupt: Interrupt):
+    """Frame ranges of at most CHUNK frames, and of no more than the renderer's fitting_window."""
+    size = min(CHUNK, renderer.fitting_window)
     for s in range(start, stop, size):
         check(interrupt)
         e = min(stop, s + size)
@@ -74,7 +76,7 @@ def pose_video(renderer: TalkingVideoRenderer, motion: Motion, style: PoseStyle,
     check_size(stop - start, renderer.width, renderer.height)
     rig = rig_for(renderer.body)
     out = np.empty((stop - start, renderer.height, renderer.width, 3), np.float32)
-    for s, e in _chunks(start, stop, progress, interrupt, min(CHUNK, renderer.fitting_window)):
+    for s, e in _chunks(renderer, start, stop, progress, interrupt):
         out[s - start:e - start] = draw_pose_video(rig.keypoints(renderer, motion, s, e), style)
     return out
 
@@ -89,7 +91,7 @@ def face_video(renderer: TalkingVideoRenderer, motion: Motion, start: int = 0, s
     faces = np.empty((stop - start, size, size, 3), np.float32)
     frames = (np.empty((stop - start, renderer.height, renderer.width, 3), np.float32)
               if keep_frames else None)
-    for s, e in _chunks(start, stop, progress, interrupt, min(CHUNK, renderer.fitting_window)):
+    for s, e in _chunks(renderer, start, stop, progress, interrupt):
         f = renderer.render(motion, s, e)
         faces[s - start:e - start] = face_crops(f, rig.keypoints(renderer, motion, s, e).face, size)
         if frames is not None:
@@ -106,6 +108,6 @@ def map_videos(renderer: TalkingVideoRenderer, motion: Motion, start: int = 0, s
     shape = (stop - start, renderer.height, renderer.width)
     out = {k: np.empty(shape + (3,), np.float32) for k in ("depth", "normal", "semantic")}
     out["mask"] = np.empty(shape, np.float32)
-    for s, e in _chunks(start, stop, progress, interrupt, min(CHUNK, renderer.fitting_window)):
+    for s, e in _chunks(renderer, start, stop, progress, interrupt):
         body_maps(renderer, motion, s, e, near_far, {k: v[s - start:e - start] for k, v in out.items()})
     return out

@@ -2,9 +2,9 @@
 on the trainer core (trainer.py).
 
 Labels: a frame is 'shut' when the phoneme at its centre is a bilabial (p, b, m) or a pause
-(visemes.lips_shut). Bilabials, pauses and open frames each weigh as much in the loss as the other
-two together would by count (bilabials are ~4 % of frames: weighted by share alone, the head learnt
-the pauses and opened late on a p/b/m). Audio features get the motion trainer's gain and
+(visemes.lips_shut). Bilabials, pauses and open frames each weigh a third of the loss, whatever
+their counts (bilabials are ~4 % of frames: weighted by share alone, the head learnt the pauses
+and opened late on a p/b/m). Audio features get the motion trainer's gain and
 noise-floor augmentation, and NOISE_P of the crops get a stretch of non-speech (white, pink or
 brown noise, mains hum; noise_bank) labelled shut: noise is not speech, the lips stay together.
 Result: OUT/closure.safetensors.
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio.features import audio_features, num_frames
+from ..audio.speech_io import MODEL_SAMPLE_RATE
 from ..audio.tts import is_pause
 from ..motion.closure import SHARPEN, ClosureConfig, LipClosureNet, save_closure
 from ..motion.synthetic.corpus import clip_folders, load_clip
@@ -59,6 +60,11 @@ NOISE_P = 0.25              # share of crops with a stretch of noise in them
 NOISE_FRAMES = (12, 150)    # its length in frames
 
 
+def frame_kind(phoneme: str) -> int:
+    """OPEN, BILABIAL or PAUSE: what the lips do for the phoneme at a frame's centre."""
+    return PAUSE if is_pause(phoneme) else BILABIAL if lips_shut(phoneme) else OPEN
+
+
 def clip_labels(folder, fps: float) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(audio features [N, A], kind [N]: OPEN / BILABIAL / PAUSE) of one corpus clip; None
     without a timeline."""
@@ -66,8 +72,7 @@ def clip_labels(folder, fps: float) -> tuple[torch.Tensor, torch.Tensor] | None:
     if timeline is None:
         return None
     n = max(1, num_frames(wave.shape[0], fps))
-    kind = torch.tensor([PAUSE if is_pause(p) else BILABIAL if lips_shut(p) else OPEN
-                         for p in timeline.at_frames(fps, n)], dtype=torch.long)
+    kind = torch.tensor([frame_kind(p) for p in timeline.at_frames(fps, n)], dtype=torch.long)
     return audio_features(wave, fps, n).float(), kind
 
 
@@ -86,7 +91,8 @@ def noise_bank(fps: float, seconds: float = 12.0, seed: int = 0) -> torch.Tensor
     60 Hz with harmonics), `seconds` of each at a speech-like level (the batches' gain
     augmentation spreads it over 26 dB)."""
     rng = np.random.default_rng(seed)
-    sr, t = 16000, int(seconds * 16000)
+    sr = MODEL_SAMPLE_RATE
+    t = int(seconds * sr)
 
     def coloured(power: float) -> np.ndarray:     # 1/f^power spectrum
         f = np.fft.rfftfreq(t, 1 / sr)
@@ -172,6 +178,7 @@ def evaluate(model: LipClosureNet, root: str) -> dict:
     sampler's SHARPEN[1]) and noise read as shut (p > 0.5 on a noise_bank of another seed)."""
     fps = model.config.fps
     bil, pau, opn, sealed = [], [], [], []
+    by_kind = {OPEN: opn, BILABIAL: bil, PAUSE: pau}
     for folder in clip_folders(root):
         wave, _, tl = load_clip(folder)
         if tl is None:
@@ -181,8 +188,9 @@ def evaluate(model: LipClosureNet, root: str) -> dict:
         p = prob > 0.5
         ph = tl.at_frames(fps, n)
         for k, q in enumerate(ph):
-            (pau if is_pause(q) else bil if lips_shut(q) else opn).append(bool(p[k]))
-            if lips_shut(q) and not is_pause(q):
+            kind = frame_kind(q)
+            by_kind[kind].append(bool(p[k]))
+            if kind == BILABIAL:
                 sealed.append(bool(prob[k] > SHARPEN[1]))
     noise = model.shut(noise_bank(fps, seed=1)).numpy() > 0.5
     return {"bilabial_recall": round(float(np.mean(bil)), 3), "bilabial_sealed": round(float(np.mean(sealed)), 3),

@@ -64,6 +64,7 @@ storm swim system team theme time warm
 """.split()
 
 WORDS = tuple(sorted({w for w in CONTENT if w not in EVALUATION_WORDS}))
+_FUNCTION_LOWER = frozenset(f.lower() for f in FUNCTION)
 _PUNCT = (",", ",", ".", ".", "?", "!")
 
 
@@ -83,4 +84,4 @@ def word_sentence(rng: np.random.Generator) -> str:
 
 def content_words(text: str) -> set[str]:
     """The lower-case words of a text that are not function words."""
-    return {w for w in re.findall(r"[a-z']+", text.lower()) if w not in {f.lower() for f in FUNCTION}}
+    return {w for w in re.findall(r"[a-z']+", text.lower()) if w not in _FUNCTION_LOWER}
