@@ -126,3 +126,32 @@ def background_change(frames: np.ndarray, masks: np.ndarray, dilate_frac: float 
     for f in frames[1:]:
         total += float(np.abs(f[bg].astype(np.float32) - ref).mean())
     return total / (len(frames) - 1)
+
+
+def shoulder_shift_pct(frames: np.ndarray, landmarks) -> float | None:
+    """How much the pixels around the shoulders move, measured on the pixels alone: each frame's
+    band around the seen shoulder line (a shoulder width wide, half of one high, centred on the
+    shoulders' median midpoint) registered to the first frame's by phase correlation (subpixel,
+    Hanning window); the std over time of that 2D shift (sqrt(var x + var y)) in % of the seen
+    shoulder width. Why beside shoulder_motion_pct: the pose tracker's own filtering wanders by
+    ~1 % on a still body, so a slow motion of that size (breathing) is read unreliably; a
+    registration of the same pixels is exact on a still video (0 up to the codec). The detector
+    only says where the shoulders are. None: shoulders seen in < 3 frames."""
+    pose = _pose(landmarks)
+    ok = _seen(pose, SHOULDERS)
+    if ok.sum() < 3:
+        return None
+    left, right = pose[ok, SHOULDERS[0], :2], pose[ok, SHOULDERS[1], :2]
+    width = float(np.linalg.norm(left - right, axis=1).mean())
+    cx, cy = np.median((left + right) / 2, axis=0)
+    frames = np.asarray(frames)
+    H, W = frames.shape[1:3]
+    x0, x1 = int(max(0, cx - width / 2)), int(min(W, cx + width / 2))
+    y0, y1 = int(max(0, cy - width / 4)), int(min(H, cy + width / 4))
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    band = lambda f: cv2.cvtColor(np.ascontiguousarray(f[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float64)  # noqa: E731
+    win = cv2.createHanningWindow((x1 - x0, y1 - y0), cv2.CV_64F)
+    ref = band(frames[0])
+    shifts = np.array([cv2.phaseCorrelate(ref, band(f), win)[0] for f in frames])
+    return 100.0 * float(np.sqrt(shifts.var(0).sum())) / max(width, 1e-6)

@@ -196,7 +196,13 @@ def test_silent_stretch_breathing_and_sway_move_the_seen_shoulders(comfy):
     lm_living, lm_still = bm.body_landmarks(living), bm.body_landmarks(still)
     moving, floor = bm.shoulder_motion_pct(lm_living), bm.shoulder_motion_pct(lm_still)
     assert moving is not None and floor is not None, "the detector did not see both shoulders"
-    assert moving > 0.5 and moving > 3 * floor, (moving, floor)
+    assert moving > 0.5 and moving > floor, (moving, floor)
+    # The pose tracker's own filter wanders by ~1 % of a shoulder width on a near-still body (a
+    # codec-level change of the frames moved `moving` from 1.47 to 1.02), so how much more the
+    # living body moves is judged on the pixels: the shoulder band registered frame by frame.
+    shift, shift_still = bm.shoulder_shift_pct(living, lm_living), bm.shoulder_shift_pct(still, lm_still)
+    print("shoulder_shift_pct living / still", shift, shift_still)
+    assert shift > 0.3 and shift > 4 * shift_still, (shift, shift_still)
     change = bm.background_change(living, bm.person_masks(living))
     assert change is not None and change < 2.0, change
 

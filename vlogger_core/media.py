@@ -325,11 +325,13 @@ class StreamingMP4Writer:
         self.audio = None
         if audio is not None:
             a = torch.as_tensor(audio, dtype=torch.float32)
-            a = a.reshape(-1, a.shape[-1]).mean(0, keepdim=True)
+            a = a.reshape(-1, a.shape[-1])
+            if a.shape[0] > 1:                      # mono speech is used as given: no copy of it
+                a = a.mean(0, keepdim=True)
             self.rate = int(sample_rate)
             if self.rate not in AAC_RATES:  # keep the speech's own rate when AAC allows it
                 a, self.rate = resample(a, self.rate, AUDIO_RATE), AUDIO_RATE
-            self.audio = a.clamp(-1, 1).numpy()   # ~40 MB for 10 minutes; chunks are cut as encoded
+            self.audio = a.numpy()     # ~40 MB for 10 minutes; chunks are cut (and clamped) as encoded
             self.audio_pos = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.container = av.open(str(self.tmp), mode="w", format="mp4")
@@ -383,7 +385,7 @@ class StreamingMP4Writer:
             stop = min(self.audio_pos + 1024, end)
             chunk = np.zeros((1, stop - self.audio_pos), np.float32)
             seg = self.audio[:, self.audio_pos:stop]
-            chunk[:, :seg.shape[1]] = seg
+            np.clip(seg, -1, 1, out=chunk[:, :seg.shape[1]])
             for packet in self.astream.encode(_audio_frame(chunk, self.rate, self.audio_pos)):
                 self.container.mux(packet)
             self.audio_pos = stop

@@ -36,7 +36,7 @@ import torch
 from scipy.signal import lfilter
 
 from ..audio.features import energy_envelope
-from .params import Motion, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
+from .params import ROWS, Motion, matrix_to_axis_angle, matrix_to_rot6d, rot6d_to_matrix
 from .synthetic.priors import euler_to_matrix
 
 SPINE = (("spine1", 0.4), ("spine2", 0.35), ("spine3", 0.25))   # how the torso's rotation is shared
@@ -283,7 +283,10 @@ def add_body_layer(motion: Motion, wave16k: torch.Tensor, seed: int,
     if not names:
         return motion
     idx = [ji[j] for j in names]
-    R_layer = euler_to_matrix(np.stack([ang[j] for j in names], 1))        # [n, k, 3, 3]
+    angles = np.stack([ang[j] for j in names], 1)                          # [n, k, 3]
     r6 = motion.rot6d.clone()
-    r6[:, idx] = matrix_to_rot6d(rot6d_to_matrix(r6[:, idx].float()) @ R_layer).to(r6.dtype)
+    for a in range(0, n, ROWS):                 # [n, k, 3, 3] temporaries stay small at any length
+        b = min(a + ROWS, n)
+        R_layer = euler_to_matrix(angles[a:b])
+        r6[a:b, idx] = matrix_to_rot6d(rot6d_to_matrix(r6[a:b, idx].float()) @ R_layer).to(r6.dtype)
     return Motion(motion.fps, motion.expression_set, motion.expression, r6, list(motion.joints))

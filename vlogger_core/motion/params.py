@@ -85,6 +85,24 @@ def matrix_to_rot6d(m: torch.Tensor) -> torch.Tensor:
     return torch.cat([m[..., :, 0], m[..., :, 1]], dim=-1)
 
 
+ROWS = 4096     # frames per slice where a whole motion goes through per-frame temporaries
+
+
+def by_rows(f, x: torch.Tensor, rows: int = ROWS, out: torch.Tensor | None = None) -> torch.Tensor:
+    """f (a per-frame function, shape-preserving) applied to x's frames `rows` at a time: the
+    rotation matrices of a long motion and their temporaries would be several times its size at
+    once. `out`: where the result goes (x itself is exact; None: a new tensor)."""
+    out = torch.empty_like(x) if out is None else out
+    for a in range(0, len(x), rows):
+        out[a:a + rows] = f(x[a:a + rows])
+    return out
+
+
+def orthonormalize_(r6: torch.Tensor) -> torch.Tensor:
+    """6D rotations [N, ..., 6] put back onto SO(3) (Gram-Schmidt), in place, `ROWS` at a time."""
+    return by_rows(lambda r: matrix_to_rot6d(rot6d_to_matrix(r)), r6, out=r6)
+
+
 def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     """Rodrigues: [..., 3] -> [..., 3, 3]."""
     theta = aa.norm(dim=-1, keepdim=True).clamp_min(1e-8)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .params import Motion, matrix_to_rot6d, rot6d_to_matrix
+from .params import ROWS, Motion, orthonormalize_
 
 
 def resample_motion(motion: Motion, fps: float, num_frames: int | None = None) -> Motion:
@@ -17,7 +17,11 @@ def resample_motion(motion: Motion, fps: float, num_frames: int | None = None) -
     lo = pos.floor().long()
     hi = (lo + 1).clamp(max=motion.num_frames - 1)
     w = (pos - lo.double()).to(x.dtype)[:, None]
-    y = x[lo] * (1 - w) + x[hi] * w
+    y = torch.empty(n, x.shape[1], dtype=x.dtype, device=x.device)
+    for a in range(0, n, ROWS):                 # small temporaries at any length
+        b = min(a + ROWS, n)
+        y[a:b] = x[lo[a:b]] * (1 - w[a:b]) + x[hi[a:b]] * w[a:b]
     out = Motion.from_vector(y, fps, motion.expression_set, motion.joints)
-    out.rot6d = matrix_to_rot6d(rot6d_to_matrix(out.rot6d))
+    del x, y
+    orthonormalize_(out.rot6d)
     return out

@@ -30,6 +30,7 @@ from .params import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
     matrix_to_rot6d,
+    orthonormalize_,
     rot6d_to_matrix,
 )
 from .resample import resample_motion
@@ -175,7 +176,7 @@ def _sample(model, wave16k, fps, settings, device, progress, interrupt) -> Motio
     x = model.denormalize_motion(out).cpu()
     c = model.config
     motion = Motion.from_vector(x, mfps, c.expression_set, c.joints)
-    motion.rot6d = matrix_to_rot6d(rot6d_to_matrix(motion.rot6d))   # back onto SO(3)
+    orthonormalize_(motion.rot6d)                                    # back onto SO(3)
     motion.expression = motion.expression.clamp(0, 1) if c.expression_set == "arkit52" else motion.expression
     n_out = num_frames(wave16k.shape[0], fps)
     motion = resample_motion(motion, fps, n_out)
@@ -227,11 +228,13 @@ def smooth_pose(x: torch.Tensor, num_expr: int, joints: list[str], passes: int) 
     if x.shape[0] < 3 or not cols:
         return x
     y = x.clone()
-    sub = y[:, cols]
-    for _ in range(passes):
-        pad = torch.cat([sub[:1], sub, sub[-1:]])
-        sub = 0.25 * pad[:-2] + 0.5 * pad[1:-1] + 0.25 * pad[2:]
-    y[:, cols] = sub
+    for c in range(0, len(cols), 48):           # a few columns at a time: small temporaries at any length
+        block = cols[c:c + 48]
+        sub = y[:, block]
+        for _ in range(passes):
+            pad = torch.cat([sub[:1], sub, sub[-1:]])
+            sub = 0.25 * pad[:-2] + 0.5 * pad[1:-1] + 0.25 * pad[2:]
+        y[:, block] = sub
     return y
 
 

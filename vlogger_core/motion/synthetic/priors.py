@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from ...audio.tts import PhonemeTimeline
+from ..exchange.euler import euler_to_matrix as ordered_euler_to_matrix
 from ..params import (
     ARKIT52,
     MOTION_JOINTS,
     Motion,
-    axis_angle_to_matrix,
     matrix_to_rot6d,
 )
 from .visemes import VISEME_KEYS, speaking_mask, viseme_track
@@ -226,10 +226,7 @@ def synth_motion(timeline: PhonemeTimeline, wave16k: torch.Tensor, fps: float,
 
 
 def euler_to_matrix(euler: np.ndarray) -> torch.Tensor:
-    """[..., 3] XYZ Euler angles -> [..., 3, 3] rotation matrices (R = Rz Ry Rx)."""
-    e = torch.from_numpy(euler.astype(np.float32))
-    zeros = torch.zeros_like(e[..., 0])
-    rx = axis_angle_to_matrix(torch.stack([e[..., 0], zeros, zeros], -1))
-    ry = axis_angle_to_matrix(torch.stack([zeros, e[..., 1], zeros], -1))
-    rz = axis_angle_to_matrix(torch.stack([zeros, zeros, e[..., 2]], -1))
-    return rz @ ry @ rx
+    """[..., 3] XYZ Euler angles -> [..., 3, 3] float32 rotation matrices (R = Rz Ry Rx): the
+    exchange formats' Euler rotation in order "ZYX" with the angles reversed."""
+    zyx = torch.from_numpy(np.ascontiguousarray(np.asarray(euler, np.float64)[..., ::-1]))
+    return ordered_euler_to_matrix(zyx, "ZYX").float()
