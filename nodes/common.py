@@ -211,26 +211,58 @@ STREAMING_FIX = ("use VLOGGER Talking Video (streaming MP4) instead (the talking
                  "flat memory at any length)")
 
 
-def batch_problem(frames: int, height: int, width: int, channels: int = 3, dev="cpu") -> str | None:
-    """What is wrong with an IMAGE batch this large for the memory that is free
-    (vlogger_core.memory.BATCH_SHARE of it), or None when it fits."""
+def batch_problem(frames: int, height: int, width: int, channels: int = 3, dev="cpu",
+                  what: str = "one IMAGE batch") -> str | None:
+    """What is wrong with a batch of `frames` frames of height x width x `channels` float32 values
+    (an IMAGE batch: 3; several buffers a node holds at once: their channels summed) for the
+    memory that is free (vlogger_core.memory.BATCH_SHARE of it), or None when it fits."""
     from vlogger_core.memory import batch_fits, fitting_frames, image_batch_bytes
 
     need = image_batch_bytes(frames, height, width, channels)
     ok, free = batch_fits(need, dev)
     if ok:
         return None
-    return (f"{frames:,} frames at {width}x{height} as one IMAGE batch would need about {need / 1e9:.1f} GB "
+    return (f"{frames:,} frames at {width}x{height} as {what} would need about {need / 1e9:.1f} GB "
             f"({free:.1f} GB is free; at most {fitting_frames(frames, need, free):,} frames fit)")
 
 
 def check_image_batch(node_id: str, input_name: str, frames: int, height: int, width: int,
-                      fix: str = STREAMING_FIX, channels: int = 3, dev="cpu") -> None:
-    """Refuse, before allocating, an IMAGE batch that would not fit in free memory, naming the
-    input that makes it that large."""
-    problem = batch_problem(frames, height, width, channels, dev)
+                      fix: str = STREAMING_FIX, channels: int = 3, dev="cpu",
+                      what: str = "one IMAGE batch") -> None:
+    """Refuse, before allocating, an IMAGE batch (or the buffers of `channels` float32 values per
+    pixel a node holds at once) that would not fit in free memory, naming the input that makes
+    it that large."""
+    problem = batch_problem(frames, height, width, channels, dev, what)
     if problem:
         raise input_error(node_id, input_name, problem, fix)
+
+
+def frames_input(max_frames: int, source: str = "motion") -> str:
+    """The input that sets a ranged batch's length: 'max_frames' when it is set, else the source."""
+    return "max_frames" if max_frames else source
+
+
+def ranged_count(frames: int, inputs: dict) -> int | None:
+    """Frames a node with literal 'start_frame' / 'max_frames' inputs (0 = to the end) makes of
+    `frames` frames; None when either is a link."""
+    start, most = inputs.get("start_frame", 0), inputs.get("max_frames", 0)
+    if not isinstance(start, int) or not isinstance(most, int):
+        return None
+    n = max(0, frames - start)
+    return min(n, most) if most else n
+
+
+def sized_shape(inputs: dict, frames: int, channels=3) -> tuple[int, int, int, int] | None:
+    """batch_shape of a node with literal 'width' / 'height' / 'start_frame' / 'max_frames'
+    inputs: (frames, height, width, channels); `channels` may be a function of (width, height).
+    None when any of them is a link."""
+    w, h, n = inputs.get("width"), inputs.get("height"), ranged_count(frames, inputs)
+    if not isinstance(w, int) or not isinstance(h, int) or n is None:
+        return None
+    return n, h, w, (channels(w, h) if callable(channels) else channels)
+
+
+DOWNSTREAM_FIX = STREAMING_FIX + ", or render a part (start_frame / max_frames)"
 
 
 def _consumers(prompt: dict, node: str) -> list[str]:
@@ -241,16 +273,20 @@ def _consumers(prompt: dict, node: str) -> list[str]:
 def check_downstream_batches(node_id: str, input_name: str, prompt: dict | None, unique_id,
                              seconds: float, fps: float | None = None) -> None:
     """Refuse at once speech or motion of `seconds` that a node further down this prompt (one
-    whose class has batch_shape(inputs, frames)) would hold as one IMAGE batch too large for
+    whose class has batch_shape(inputs, frames[, size])) would hold as one batch too large for
     the free memory: before any of the long work upstream of it is done. The frame rate comes
-    from the first literal 'fps' input on the way (25 when there is none)."""
+    from the first literal 'fps' input on the way (25 when there is none). A batch node's
+    (frames, height, width) is what the nodes it feeds directly get: their batch_shape is called
+    with those frames and size=(height, width) (e.g. an upscaler of rendered frames); past any
+    other node (one that may cut or resize the batch) the size is unknown again. The fix named is
+    the batch node's BATCH_FIX (what to do instead with that node), else DOWNSTREAM_FIX."""
     import nodes as comfy_nodes
 
     if not prompt or unique_id is None:
         return
-    seen, todo = set(), [(str(unique_id), fps)]
+    seen, todo = set(), [(str(unique_id), fps, None)]
     while todo:
-        node, rate = todo.pop()
+        node, rate, above = todo.pop()
         for k in _consumers(prompt, node):
             if k in seen:
                 continue
@@ -260,11 +296,15 @@ def check_downstream_batches(node_id: str, input_name: str, prompt: dict | None,
             here = float(r) if isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 else rate
             cls = comfy_nodes.NODE_CLASS_MAPPINGS.get(prompt[k].get("class_type"))
             shape = getattr(cls, "batch_shape", None)
+            got = None
             if shape is not None:
-                got = shape(inputs, int(round(seconds * (here or 25.0))))
-                problem = got and batch_problem(*got)
+                got = (shape(inputs, above[0], above[1:3]) if above else
+                       shape(inputs, int(round(seconds * (here or 25.0)))))
+                many = got and len(got) > 3 and got[3] != 3        # several buffers, not one IMAGE
+                problem = got and batch_problem(*got, what="its batches" if many else "one IMAGE batch")
                 if problem:
-                    raise input_error(node_id, input_name, f"it lasts {seconds / 60:.1f} min; for "
+                    lasts = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+                    raise input_error(node_id, input_name, f"it lasts {lasts}; for "
                                       f"{prompt[k]['class_type']} (node {k}), {problem}",
-                                      STREAMING_FIX + ", or render a part (start_frame / max_frames)")
-            todo.append((k, here))
+                                      getattr(cls, "BATCH_FIX", None) or DOWNSTREAM_FIX)
+            todo.append((k, here, tuple(got[:3]) if got else None))   # past other nodes: unknown

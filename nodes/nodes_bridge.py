@@ -20,7 +20,16 @@ from vlogger_core.bridge.videos import (
 )
 from vlogger_core.errors import VloggerError
 
-from .common import VloggerNode, device, interrupt_check, node_error, progress_callback
+from .common import (
+    VloggerNode,
+    check_image_batch,
+    device,
+    frames_input,
+    interrupt_check,
+    node_error,
+    progress_callback,
+    sized_shape,
+)
 from .types import Body, Fit, Motion
 
 SIZE_TIP = ("{} of the video in pixels (a multiple of 16, as the Wan nodes need). Another aspect "
@@ -41,15 +50,41 @@ COMMON_INPUTS = lambda: [  # noqa: E731
 ARGS = {"start": "start_frame", "count": "max_frames", "width": "width", "height": "height"}
 
 
-def _prepare(node: str, body, fit, motion, width, height, start_frame, max_frames):
-    try:
-        start, stop = frame_range(motion, start_frame, max_frames)
-        return renderer_for(body, fit, width, height, device()), start, stop
-    except VloggerError as e:
-        raise node_error(node, e, ARGS) from None
+WINDOW_FIX = ("make the video window by window (VLOGGER Wan Window: one slice per Extend / continue_motion "
+              "window), set max_frames (from start_frame), or use a smaller width / height")
 
 
-class PoseVideo(VloggerNode):
+class BridgeVideo:
+    """Mixin of the bridge nodes that make frame batches of width x height of a range of the
+    motion: their memory is checked against the free memory before they render (and before long
+    speech is worked on, through batch_shape)."""
+
+    BATCH_FIX = WINDOW_FIX   # also what common.check_downstream_batches tells long speech to do
+
+    @classmethod
+    def channels(cls, width: int, height: int) -> int:
+        """float32 values per output pixel, all of the node's outputs together."""
+        return 3
+
+    @classmethod
+    def batch_shape(cls, inputs: dict, frames: int, size=None) -> tuple[int, int, int, int] | None:
+        """(frames, height, width, values per pixel) this node would hold for a motion of `frames`
+        frames, from its literal inputs (common.check_downstream_batches)."""
+        return sized_shape(inputs, frames, cls.channels)
+
+    @classmethod
+    def prepare(cls, node: str, body, fit, motion, width, height, start_frame, max_frames):
+        """(renderer, start, stop), once the frames are known to fit in free memory."""
+        try:
+            start, stop = frame_range(motion, start_frame, max_frames)
+            check_image_batch(node, frames_input(max_frames), stop - start, height, width, cls.BATCH_FIX,
+                              cls.channels(width, height), what="this node's videos")
+            return renderer_for(body, fit, width, height, device()), start, stop
+        except VloggerError as e:
+            raise node_error(node, e, ARGS) from None
+
+
+class PoseVideo(BridgeVideo, VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -89,7 +124,7 @@ class PoseVideo(VloggerNode):
     def execute(cls, body, fit, motion, width, height, start_frame, max_frames, body_points, hands,
                 face, style, channel_order) -> io.NodeOutput:
         node = "VLOGGER_PoseVideo"
-        r, start, stop = _prepare(node, body, fit, motion, width, height, start_frame, max_frames)
+        r, start, stop = cls.prepare(node, body, fit, motion, width, height, start_frame, max_frames)
         try:
             v = pose_video(r, motion, PoseStyle(body_points, hands, face, style, channel_order), start,
                            stop, progress_callback(), interrupt_check)
@@ -98,7 +133,7 @@ class PoseVideo(VloggerNode):
         return io.NodeOutput(torch.from_numpy(v), len(v))
 
 
-class FaceVideo(VloggerNode):
+class FaceVideo(BridgeVideo, VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -118,9 +153,13 @@ class FaceVideo(VloggerNode):
         )
 
     @classmethod
+    def channels(cls, width: int, height: int) -> int:
+        return 3 + -(-3 * FACE_SIZE * FACE_SIZE // (width * height))   # the frames and the face crops
+
+    @classmethod
     def execute(cls, body, fit, motion, width, height, start_frame, max_frames) -> io.NodeOutput:
         node = "VLOGGER_FaceVideo"
-        r, start, stop = _prepare(node, body, fit, motion, width, height, start_frame, max_frames)
+        r, start, stop = cls.prepare(node, body, fit, motion, width, height, start_frame, max_frames)
         try:
             faces, frames = face_video(r, motion, start, stop, progress=progress_callback(),
                                        interrupt=interrupt_check)
@@ -129,7 +168,7 @@ class FaceVideo(VloggerNode):
         return io.NodeOutput(torch.from_numpy(faces), torch.from_numpy(frames))
 
 
-class DepthVideo(VloggerNode):
+class DepthVideo(BridgeVideo, VloggerNode):
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -152,9 +191,13 @@ class DepthVideo(VloggerNode):
         )
 
     @classmethod
+    def channels(cls, width: int, height: int) -> int:
+        return 3 * 3 + 1                 # depth, normal and semantic RGB, and the mask
+
+    @classmethod
     def execute(cls, body, fit, motion, width, height, start_frame, max_frames) -> io.NodeOutput:
         node = "VLOGGER_DepthVideo"
-        r, start, stop = _prepare(node, body, fit, motion, width, height, start_frame, max_frames)
+        r, start, stop = cls.prepare(node, body, fit, motion, width, height, start_frame, max_frames)
         try:
             m = map_videos(r, motion, start, stop, progress_callback(), interrupt_check)
         except VloggerError as e:

@@ -14,6 +14,7 @@ from vlogger_core.motion.params import Motion
 
 from .common import (
     VloggerNode,
+    check_image_batch,
     device,
     input_error,
     interrupt_check,
@@ -141,6 +142,10 @@ class RegionInpaint(VloggerNode):
                               f"use at most {MAX_FRAMES} (split the speech)")
         _check_speech(speech, motion)
         frames, fps = _frames_and_fps(images, video, fps)
+        h, w = frames.shape[1:3]       # each new frame and its mask, in a list and then joined: twice
+        check_image_batch(NODE, "motion", motion.num_frames, h, w, "re-dub a shorter speech at a time (split it "
+                          "and join the videos), or a smaller video", channels=2 * (3 + 1),
+                          what="re-dubbed frames and masks")
         settings = RedubSettings(region=region, dilate=dilate, feather=feather, detector=detector,
                                  seed=seed, steps=steps)
         outs, masks = [], []

@@ -20,6 +20,7 @@ from .common import (
     interrupt_check,
     node_error,
     progress_callback,
+    ranged_count,
 )
 from .nodes_output import audio_input, output_path
 from .types import Body, Fit, Motion
@@ -73,11 +74,8 @@ class RenderFrames(VloggerNode):
         `frames` frames, from its literal inputs ('photo': the largest, 512x512); for the
         refusal of long speech before the work upstream of it (common.check_downstream_batches)."""
         size = {"256": 256, "512": 512, "photo": 512}.get(inputs.get("resolution"))
-        start, most = inputs.get("start_frame", 0), inputs.get("max_frames", 0)
-        if size is None or not isinstance(start, int) or not isinstance(most, int):
-            return None
-        n = max(0, frames - start)
-        return (min(n, most) if most else n), size, size
+        n = ranged_count(frames, inputs)
+        return None if size is None or n is None else (n, size, size)
 
     @classmethod
     def execute(cls, body, fit, motion, resolution, start_frame, max_frames) -> io.NodeOutput:

@@ -6,14 +6,17 @@ from comfy_api.latest import io
 
 from vlogger_core.body.model import PART_NAMES
 from vlogger_core.errors import VloggerError
-from vlogger_core.render.controls import controls_nbytes, render_motion
+from vlogger_core.render.controls import BYTES_PER_PIXEL, render_motion
 
 from .common import (
     VloggerNode,
+    check_image_batch,
+    frames_input,
     input_error,
     interrupt_check,
     node_error,
     progress_callback,
+    sized_shape,
 )
 from .types import Body, Controls, Fit, Motion
 
@@ -28,7 +31,10 @@ GROUPS = {
 }
 PART_OPTIONS = list(GROUPS) + PART_NAMES[1:]
 REF_RASTER_MAX = 1024        # reference visibility is rasterized at most this size (long side)
-MAX_BYTES = 8e9              # refuse batches whose maps would need more memory than this
+# the maps, their previews and the masks it outputs, as float32 values per pixel (the free-memory check)
+MAP_CHANNELS = -(-BYTES_PER_PIXEL // 4)
+SIZE_FIX = ("render fewer frames at once (max_frames, from start_frame) or a smaller width / height; "
+            "for a long diffusion video use VLOGGER Diffusion Video (streamed MP4, controls sliced per window)")
 
 
 def _part_mask(controls, choice: str) -> torch.Tensor:
@@ -43,6 +49,8 @@ def _part_mask(controls, choice: str) -> torch.Tensor:
 
 
 class RenderControls(VloggerNode):
+    BATCH_FIX = SIZE_FIX     # what common.check_downstream_batches tells long speech to do
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -94,16 +102,20 @@ class RenderControls(VloggerNode):
         )
 
     @classmethod
+    def batch_shape(cls, inputs: dict, frames: int, size=None) -> tuple[int, int, int, int] | None:
+        """(frames, height, width, float32 values per pixel) of the maps this node would hold for a
+        motion of `frames` frames, from its literal inputs (common.check_downstream_batches)."""
+        return sized_shape(inputs, frames, MAP_CHANNELS)
+
+    @classmethod
     def execute(cls, body, fit, width, height, start_frame, max_frames, mask_part,
                 motion=None) -> io.NodeOutput:
         n = 1 if motion is None else motion.num_frames
         start = 0 if motion is None else start_frame
         stop = n if max_frames == 0 else min(n, start + max_frames)
-        need = controls_nbytes(stop - start, width, height)
-        if need > MAX_BYTES:
-            raise input_error(NODE, "max_frames", f"{stop - start} frames at {width}x{height} "
-                              f"would need about {need / 1e9:.0f} GB", "render fewer frames at "
-                              "once (max_frames, start_frame) or a smaller size")
+        check_image_batch(NODE, "width" if motion is None else frames_input(max_frames), max(0, stop - start),
+                          height, width, SIZE_FIX, MAP_CHANNELS, what="control maps (dense, semantic, "
+                          "warped, masks, depth)")
         try:
             c = render_motion(body, fit, motion, width, height, start, stop, chunk=16, device="cpu",
                               ref_resolution=REF_RASTER_MAX, progress=progress_callback(),

@@ -19,6 +19,7 @@ from vlogger_core.diffusion.sampling import (
     SCHEDULERS,
     check_controls,
     check_video_model,
+    control_layout,
     sample_clip,
     square_reference,
 )
@@ -30,6 +31,7 @@ from vlogger_core.render.controls import control_channels_of
 
 from .common import (
     VloggerNode,
+    check_image_batch,
     device,
     input_error,
     interrupt_check,
@@ -135,6 +137,25 @@ def video_inputs(node: str, video_model, reference, controls, dense_maps, warped
         raise node_error(node, e, VIDEO_INPUTS) from None
 
 
+DIFFUSION_FIX = ("render fewer control frames at once (VLOGGER Render Controls' max_frames / start_frame), or use "
+                 "VLOGGER Diffusion Video (streamed MP4: the windows and SR stages never sit in memory at once)")
+SR_FIX = ("upscale fewer frames at once (e.g. ImageFromBatch), or use VLOGGER Diffusion Video with this SR stage "
+          "(streamed MP4, flat memory)")
+
+
+def check_frames_fit(node: str, model, controls, copies: int = 1) -> None:
+    """Refuse, before sampling, generated frames (one per control frame, at the model's size;
+    `copies` IMAGE batches of them held at once) that would not fit in free memory."""
+    size = model.spec.image_size
+    check_image_batch(node, "controls", control_layout(controls)[0], size, size, DIFFUSION_FIX, 3 * copies)
+
+
+def batch_at_size(frames: int, size, scale: int = 1, channels: int = 3) -> tuple[int, int, int, int] | None:
+    """batch_shape of a node that outputs `frames` frames at its input's size (height, width) times
+    `scale`; None when the size is not known (the model decides it)."""
+    return None if not size else (frames, size[0] * scale, size[1] * scale, channels)
+
+
 SAMPLING_INPUTS = lambda: [  # noqa: E731
     io.Int.Input("steps", default=25, min=1, max=500,
                  tooltip="Denoising steps. More is slower and usually cleaner (20-50 typical)."),
@@ -233,6 +254,7 @@ class VideoSampler(VloggerNode):
                 dense_maps=None, warped_maps=None) -> io.NodeOutput:
         node = "VLOGGER_VideoSampler"
         model, ref, ctl = video_inputs(node, video_model, reference, controls, dense_maps, warped_maps)
+        check_frames_fit(node, model, ctl, copies=2)        # the clip and its channels-last copy
         try:
             frames = sample_clip(model, ref, ctl, steps=steps, seed=seed, scheduler=scheduler, guidance=guidance,
                                  progress=progress_callback(), interrupt=interrupt_check)
@@ -242,6 +264,8 @@ class VideoSampler(VloggerNode):
 
 
 class Outpaint(VloggerNode):
+    BATCH_FIX = DIFFUSION_FIX   # what common.check_downstream_batches tells long speech to do
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -262,10 +286,16 @@ class Outpaint(VloggerNode):
         )
 
     @classmethod
+    def batch_shape(cls, inputs: dict, frames: int, size=None) -> tuple[int, int, int, int] | None:
+        """One frame per control frame, at the controls' size (common.check_downstream_batches)."""
+        return batch_at_size(frames, size)
+
+    @classmethod
     def execute(cls, video_model, reference, overlap, steps, seed, scheduler, guidance, controls=None,
                 dense_maps=None, warped_maps=None) -> io.NodeOutput:
         node = "VLOGGER_Outpaint"
         model, ref, ctl = video_inputs(node, video_model, reference, controls, dense_maps, warped_maps)
+        check_frames_fit(node, model, ctl)                  # written channels-last: one copy
         try:
             frames = outpaint_video(model, ref, ctl, overlap=overlap, steps=steps, seed=seed, scheduler=scheduler,
                                     guidance=guidance, progress=progress_callback(), interrupt=interrupt_check)
@@ -275,6 +305,8 @@ class Outpaint(VloggerNode):
 
 
 class SuperResolution(VloggerNode):
+    BATCH_FIX = SR_FIX
+
     @classmethod
     def define_schema(cls):
         return io.Schema(
@@ -302,8 +334,17 @@ class SuperResolution(VloggerNode):
         )
 
     @classmethod
+    def batch_shape(cls, inputs: dict, frames: int, size=None) -> tuple[int, int, int, int] | None:
+        """Its input's frames at twice the size, held twice while they are joined (see execute)."""
+        return batch_at_size(frames, size, scale=2, channels=2 * 3)
+
+    @classmethod
     def execute(cls, sr_model, images, steps, seed, scheduler, tile, tile_overlap, window_overlap=0) -> io.NodeOutput:
         node = "VLOGGER_SuperResolution"
+        if isinstance(sr_model, SuperResolutionModel) and torch.is_tensor(images) and images.ndim == 4:
+            size = sr_model.spec.out_size      # the windows joined, then their channels-last copy: twice
+            check_image_batch(node, "images", images.shape[0], size, size, SR_FIX, channels=2 * 3,
+                              what=f"upscaled frames (x{size / max(1, images.shape[2]):g}, joined and copied)")
         try:
             out = super_resolve(sr_model, images[..., :3].permute(0, 3, 1, 2).float(), steps=steps, seed=seed,
                                 scheduler=scheduler, tile=tile, overlap=tile_overlap, chunk_overlap=window_overlap,
