@@ -38,6 +38,31 @@ def seen_lip_gap(face: np.ndarray) -> np.ndarray:
     return gap / np.maximum(width, 1e-6)
 
 
+EYE_OUTER = (33, 263)
+# espeak phonemes whose lips round (o, u, w) and spread (i, e)
+ROUNDED = ("u:", "U", "o:", "O", "O:", "0", "oU", "aU", "w", "u", "OI")
+SPREAD = ("i:", "i", "I", "e", "eI", "E", "aI")
+
+
+def seen_mouth_width(face: np.ndarray) -> np.ndarray:
+    """[T] mouth width (corner to corner) / outer-eye distance of face-mesh points [T,478,2]:
+    how far the lip corners stretch or round, independent of the face's size in the frame."""
+    width = np.linalg.norm(face[:, MOUTH_CORNERS[0]] - face[:, MOUTH_CORNERS[1]], axis=-1)
+    eyes = np.linalg.norm(face[:, EYE_OUTER[0]] - face[:, EYE_OUTER[1]], axis=-1)
+    return width / np.maximum(eyes, 1e-6)
+
+
+def rounded_width_ratio(width: np.ndarray, timeline: PhonemeTimeline, fps: float) -> tuple[float, int, int]:
+    """Median seen mouth width on rounded-vowel frames over that on spread-vowel frames (< 1: the
+    corners round on o / u / w), and the two frame counts."""
+    ph = timeline.at_frames(fps, len(width))
+    r = np.array([p in ROUNDED for p in ph]) & np.isfinite(width)
+    s = np.array([p in SPREAD for p in ph]) & np.isfinite(width)
+    if not r.any() or not s.any():
+        return float("nan"), int(r.sum()), int(s.sum())
+    return float(np.median(width[r]) / np.median(width[s])), int(r.sum()), int(s.sum())
+
+
 def photo_lip_gap(photo_uint8: np.ndarray) -> float:
     """The same gap on one photo [H,W,3] uint8 (static mode): the sanity line."""
     face = detect(photo_uint8[None], tracking=False, parts=("face",), refine_face=True,

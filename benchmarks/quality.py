@@ -8,7 +8,8 @@ and pose models on LiteRT; it knows nothing of how the frames were made) runs on
 
 Figures (issue 14): lip_gap_r (goal >= 0.85), bilabial_closed (>= 0.8), pause_closed (>= 0.9),
 shoulder_motion_pct (>= 1.0) with background_change (< 2 levels of 255), seconds_10s_512 (<= 10,
-e2e's figure: 10 s of the shipped speech), photo_lip_gap (the detector on the photo itself).
+e2e's figure: 10 s of the shipped speech), photo_lip_gap (the detector on the photo itself);
+rounded_width_ratio (no goal): the seen mouth width on o / u / w frames over i / e frames.
 """
 from __future__ import annotations
 
@@ -61,14 +62,17 @@ def run() -> dict:
     fit = fit_reference(photo, body)
     renderer = TalkingVideoRenderer(body, fit, 512, 512)
     gaps, opening, bil, pau, thr_ok_b, thr_ok_p = [], [], [], [], [], []
-    frames_all = []
+    frames_all, widths, timelines = [], [], []
     with tempfile.TemporaryDirectory() as d:
         for k, (voice, text) in enumerate(CLIPS):
             wave, timeline = speech(voice, text)
             motion, frames = render_clip(motion_model, renderer, wave, Path(d) / f"q{k}.mp4")
             n = min(len(frames), motion.num_frames)
             frames = frames[:n]
-            gap = lips.seen_lip_gap(lips.detect_faces(frames))
+            face = lips.detect_faces(frames)
+            gap = lips.seen_lip_gap(face)
+            widths.append(lips.seen_mouth_width(face))
+            timelines.append(timeline)
             thr = lips.closed_threshold(gap)
             b, p = lips.bilabial_frames(timeline, FPS, n), lips.pause_frames(timeline, FPS, n)
             ok = np.isfinite(gap)
@@ -98,6 +102,9 @@ def run() -> dict:
         "seconds_10s_512": round(seconds, 2),
         "photo_lip_gap": round(lips.photo_lip_gap(photo_u8), 3),
     }
+    # the lip corners: seen mouth width on rounded vowels over spread ones (< 1: they round)
+    ratios = [lips.rounded_width_ratio(w, tl, FPS) for w, tl in zip(widths, timelines)]
+    out["rounded_width_ratio"] = round(float(np.nanmean([r[0] for r in ratios])), 3)
     # per clip (benchmarks/_body_metrics.py): the shoulders' motion (mean over the clips), the
     # background's change (the worst clip)
     sh = [v for v in (bm.shoulder_motion_pct(bm.body_landmarks(f)) for f in frames_all) if v is not None]

@@ -244,11 +244,6 @@ CULL_BODY_BACKFACES = True
 BYTES_PER_PIXEL = 56
 
 
-def controls_nbytes(frames: int, width: int, height: int) -> int:
-    """About how much memory render_motion's maps (and their previews) take."""
-    return frames * width * height * BYTES_PER_PIXEL
-
-
 def check_body_inputs(body, fit, motion=None) -> None:
     """The fit and the motion were made for this body (its name, its expression set)."""
     if getattr(fit, "body_name", body.name) != body.name:

@@ -108,6 +108,12 @@ def fit_lips_to_photo(src_xy: np.ndarray, body: BodyModel, fit: ReferenceFit, ja
 # (32 MB), so each window's arrays come back from the heap instead of fresh pages (at 512 with
 # 48-frame windows, page faults were a third of the render's time: 6.4-10.6 s vs 4.3 s for 10 s).
 WINDOW_BYTES = 24 << 20
+# Lips cannot round while they smile: a rounded viseme (mouthPucker + mouthFunnel, ROUND_FULL at
+# full) lets SMILE_RELEASE of the photo's own smile and dimples go, so an 'o' or 'w' narrows the
+# mouth instead of opening a grin (the motion's own smile channels are left as they are).
+ROUND_FULL = 0.5
+SMILE_RELEASE = 0.8
+SMILE_CHANNELS = ("mouthSmileLeft", "mouthSmileRight", "mouthDimpleLeft", "mouthDimpleRight")
 
 
 def _sorted(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +176,9 @@ class TalkingVideoRenderer:
         # its own lips are stretched over them); the vertices above still sample the photo
         self.rest_fit = closed_mouth_fit(body, fit)
         self.seal = lip_seal_close(body, self.rest_fit)
+        names = expression_names(body.expression_set)
+        self.rest_smile = {names.index(n): float(self.rest_fit.expression[names.index(n)].clamp_min(0))
+                           for n in SMILE_CHANNELS if n in names}
 
     def render(self, motion: Motion | None, start: int, stop: int) -> np.ndarray:
         """Frames [stop-start, H, W, 3] float32 0..1 of the motion from the closed-mouth rest
@@ -195,7 +204,8 @@ class TalkingVideoRenderer:
     def sealed(self, motion: Motion, start: int, stop: int) -> Motion:
         """Frames start..stop of the motion with soft lips: below LIP_SEAL of jawOpen the lips
         stay together (mouthClose raised in proportion, self.seal at LIP_SEAL), so a settling
-        jaw in a pause or a bilabial's small opening shows closed lips."""
+        jaw in a pause or a bilabial's small opening shows closed lips; and rounded visemes
+        release the photo's smile (SMILE_RELEASE)."""
         m = motion.slice(max(0, start), min(motion.num_frames, stop))
         names = expression_names(motion.expression_set)
         if self.seal <= 0 or "jawOpen" not in names or "mouthClose" not in names:
@@ -203,6 +213,11 @@ class TalkingVideoRenderer:
         expr = m.expression.clone()
         jaw = expr[:, names.index("jawOpen")].clamp(0, LIP_SEAL) / LIP_SEAL
         expr[:, names.index("mouthClose")] += self.seal * jaw
+        if self.rest_smile and "mouthPucker" in names and "mouthFunnel" in names:
+            rounded = (expr[:, names.index("mouthPucker")] + expr[:, names.index("mouthFunnel")]).clamp_min(0)
+            release = SMILE_RELEASE * (rounded / ROUND_FULL).clamp(max=1.0)
+            for k, smile in self.rest_smile.items():
+                expr[:, k] -= smile * release
         return Motion(m.fps, m.expression_set, expr, m.rot6d, list(m.joints))
 
     def render_windows(self, motion: Motion, window: int = 48, progress: Progress = None,
