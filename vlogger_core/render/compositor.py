@@ -261,12 +261,28 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
                      interpolation=cv2.INTER_LINEAR)
     out = np.empty((h, w, 3), np.float32)
     source = ref.photo_closed if closed and ref.photo_closed is not None else ref.photo
-    kernels.warp_composite(tri, attrs, identity, ext, source, ref.person_mask[..., None],
-                           ref.plate, out)
+    kernels.warp_composite(tri, attrs, identity, ext, edge_flow(known), EDGE_FULL, source,
+                           ref.person_mask[..., None], ref.plate, out)
     out = _paint_mouth(out, labels, part_ids, ref, known[..., 2] > 0.5,
                        attrs if source is not ref.photo else None)
     out = _lip_crease(out, labels, part_ids, ref)
     return _smooth_layer_edges(out, labels, part_ids)
+
+
+EDGE_SIGMA = 1.5          # px of the half-size grid: the edge's own flow, averaged this locally
+EDGE_FULL = 0.3           # local coverage from which the edge's own flow is taken whole
+
+
+def edge_flow(known: np.ndarray) -> np.ndarray:
+    """The body's exact flow averaged right at its edge (flow * coverage, coverage; a normalised
+    Gaussian of EDGE_SIGMA on a half-size grid, at the frame's size): warp_composite takes it
+    over the smooth extension where that local coverage is high, fading out as it drops below
+    EDGE_FULL. Why: the smooth extension averages the whole neighbourhood's flow, which differs
+    from the edge's own on a turning head; the hair and cheek just past the mesh's outline then
+    re-sampled the photo's face edge (a dark seam across the cheek, dark specks at the hair)."""
+    h, w = known.shape[:2]
+    half = cv2.resize(known, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(half, (0, 0), EDGE_SIGMA), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 # parts that move as one layer: where two layers meet, one occludes the other (the chin over the

@@ -112,7 +112,7 @@ WINDOW_BYTES = 24 << 20
 # full) lets SMILE_RELEASE of the photo's own smile and dimples go, so an 'o' or 'w' narrows the
 # mouth instead of opening a grin (the motion's own smile channels are left as they are).
 ROUND_FULL = 0.5
-SMILE_RELEASE = 0.8
+SMILE_RELEASE = 0.6
 SMILE_CHANNELS = ("mouthSmileLeft", "mouthSmileRight", "mouthDimpleLeft", "mouthDimpleRight")
 
 
