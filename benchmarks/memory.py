@@ -24,10 +24,15 @@ print(json.dumps({{"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 """
 
 
-def measure(seconds: float) -> dict:
-    code = CHILD.format(here=str(HERE), root=str(HERE.parent), seconds=seconds)
+def run_child(code: str) -> dict:
+    """Run `code` in a fresh Python process (its own peak RSS) and return the JSON object it
+    prints on its last line."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(seconds: float) -> dict:
+    return run_child(CHILD.format(here=str(HERE), root=str(HERE.parent), seconds=seconds))
 
 
 def run() -> dict:

@@ -85,6 +85,10 @@ BENCHMARKS = {
                 "drive the shipped photo with examples/talking_astronaut.mp4 (true motion known): mouth_r >= 0.8, "
                 "blink_r >= 0.8, head_mae_deg <= 1.5",
                 lambda r: r["mouth_r"] >= 0.8 and r["blink_r"] >= 0.8 and r["head_mae_deg"] <= 1.5),
+    "reenact_long": (("peak_mb_1min", "peak_mb_30min", "growth_mb", "ms_per_frame"),
+                     "a 30-minute driving video (REENACT_LONG_MINUTES) reenacted from its file: peak RSS "
+                     "<= the 1-minute one + 100 MB (flat)",
+                     lambda r: r["growth_mb"] <= 100),
     "bridge": (("pose_ms_per_frame", "face_ms_per_frame", "depth_ms_per_frame", "growth_mb"),
                "driving videos at 640 x 640: pose <= 50 ms/frame; 2 min of speech window by window: "
                "growth_mb <= 50 (flat)",

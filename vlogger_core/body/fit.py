@@ -461,11 +461,14 @@ def eyelid_vertices(body) -> list[tuple[int, int]]:
 
 
 def fit_clip(body, lms: Landmarks, width: int, height: int, iters: int = 120, fov: float = 0.0,
-             interrupt: Interrupt = None) -> tuple[PerspectiveCamera, FitResult, dict]:
+             interrupt: Interrupt = None, expr_prior: float = CLIP_EXPR_PRIOR
+             ) -> tuple[PerspectiveCamera, FitResult, dict]:
     """All frames of a clip (mediapipe landmarks, at least one face) in one optimisation,
     warm-started from the full photo fit of the frame with a face nearest the middle, which also
     gives the clip's FOV (`fov` 0: estimated) and shape. Hands seen in >= 30% of the frames have
-    their fingers fitted. Returns (camera, fit [P=1], info)."""
+    their fingers fitted. `expr_prior`: the per-expression weight of the magnitude prior
+    (dataset preparation keeps CLIP_EXPR_PRIOR; the reenactment passes a weaker one).
+    Returns (camera, fit [P=1], info)."""
     t_start = time.time()
     T = len(lms)
     ok = np.flatnonzero(lms.face_found())
@@ -488,7 +491,7 @@ def fit_clip(body, lms: Landmarks, width: int, height: int, iters: int = 120, fo
                        b.poses.expand(1, T, 55, 3, 3), b.expression.expand(1, T, -1))
     depth = float((cam.rotation.to(b.transl) @ b.transl[0, 0] + cam.translation.to(b.transl))[2].abs().clamp_min(0.1))
     options = FitOptions(((("pose", "expression", "orient", "transl", "betas"), iters, 0.01),),
-                         expr_prior=CLIP_EXPR_PRIOR, joint_norm=len(MP_POSE_JOINTS),
+                         expr_prior=expr_prior, joint_norm=len(MP_POSE_JOINTS),
                          # translation smoothness relative to the body's distance
                          smooth=Smoothness(pose=0.2, expression=5e-4, orient=0.5, transl=0.5 / depth ** 2))
     info["warm_start_s"] = round(time.time() - t_start, 2)

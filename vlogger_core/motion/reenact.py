@@ -17,6 +17,10 @@ changes are applied.
 - Several people: in each window the person with the largest face (on the window's first
   frame) is tracked, the others painted over (body/detect.py person_view); reported.
 - Smoothing: a Gaussian over time applied forwards and backwards (zero phase: no lag).
+- The face: detected in tracking and in photo mode and the two meshes averaged (two crops'
+  errors partly cancel: CROP_AGREE); fitted with a weaker expression prior than dataset
+  preparation's (EXPR_PRIOR); the jaw's opening re-split between jaw pitch and jawOpen as the
+  pack's motions carry it (tie_jaw_).
 - parts: "face" (expressions, jaw, eyes), "face+head" (+ neck and head), "everything" (+ torso,
   arms, hands); each part's strength scales its expressions / rotation angles.
 """
@@ -30,24 +34,45 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..body.detect import face_boxes, person_view
+from ..body.detect import Landmarks, detect, face_boxes, person_view
 from ..callbacks import Interrupt, Progress, check, report
 from ..errors import VloggerError
 from ..media import iter_frames, shrink, to_uint8, video_info
 from ..training import dataset_prep
 from .params import (
     FACE_JOINTS,
+    MOTION_JOINTS,
     Motion,
     axis_angle_to_matrix,
+    by_rows,
     expression_names,
     matrix_to_axis_angle,
     matrix_to_rot6d,
+    orthonormalize_,
     rot6d_to_matrix,
 )
+from .synthetic.priors import JAW_MAX_RAD
 
 PARTS = ("everything", "face+head", "face")
 HEAD_JOINTS = ("neck", "head")
 VIDEO_FIX = "use a video of a person facing the camera, face visible"
+# The mouth's opening is a few pixels of a small face, and the face mesh's lip points carry an
+# error that depends on its crop (tracking mode crops around the previous frame's landmarks,
+# photo mode around the face detector's box) more than on the pixels (shifting the whole
+# frame by a pixel leaves it all but unchanged: r 0.715 -> 0.714). So each frame's face is
+# detected in both modes and the two meshes averaged where they agree (CROP_AGREE: mean point
+# distance, as a share of the face's size): two crops' errors partly cancel. On the shipped driving video the detected
+# lip gap's r with the true one goes 0.715 (tracking) / 0.732 (photo mode) -> 0.755 (mean).
+CROP_AGREE = 0.1
+# The clip fit's expression prior for the reenactment. Dataset preparation's CLIP_EXPR_PRIOR
+# (1e-3) is conservative on purpose (training targets: channels the landmarks barely see stay
+# at 0), and it also holds down the small lip channels the landmarks do see: on the shipped
+# video mouthLowerDownLeft/Right came out at a mean |.| of 0.006 / 0.035 against the truth's
+# 0.13, so the lower lip's own motion was left to the jaw (whose rotation is slower). A third of
+# it (0.015 / 0.088 there, with the two-crop face) lets the lips follow their landmarks; unseen channels drift more
+# (1e-4 is where body/fit.py saw that start), which a reenactment, unlike training data, can
+# take: it is applied relative to the neutral frame and smoothed.
+EXPR_PRIOR = 3e-4
 
 
 class ReenactError(VloggerError):
@@ -110,19 +135,38 @@ def _one_person(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int], int]:
     return frames, (0, 0), 0
 
 
+def two_crop_faces(tracked: Landmarks, photo: Landmarks, agree: float = CROP_AGREE) -> Landmarks:
+    """`tracked` with its face mesh averaged with `photo`'s (the same frames detected in photo
+    mode) in the frames where both found a face and the two meshes agree (mean point distance
+    at most `agree` x the tracked face's size: the same face); elsewhere the tracked one."""
+    a, b = tracked.face, photo.face
+    both = np.flatnonzero(~np.isnan(a[:, 0, 0]) & ~np.isnan(b[:, 0, 0]))
+    if not len(both):
+        return tracked
+    pa, pb = a[both], b[both]
+    size = np.nanmax(pa[..., 1], 1) - np.nanmin(pa[..., 1], 1)
+    use = both[np.nanmean(np.linalg.norm(pa - pb, axis=-1), 1) <= agree * size]
+    face = a.copy()
+    face[use] = 0.5 * (a[use] + b[use])
+    return Landmarks(face, tracked.pose, tracked.hands)
+
+
 def _fit_window(body, frames: np.ndarray, fov: float, iters: int, device, interrupt):
     """(ClipFit of the window or None without a face, faces seen, face found per frame)."""
     view, (ox, oy), faces = _one_person(frames)
     try:
-        lms = dataset_prep.detect_landmarks(view, interrupt).moved(ox, oy)
+        lms = dataset_prep.detect_landmarks(view, interrupt)
+        photo = detect(view, tracking=False, parts=("face",), backend=dataset_prep.landmark_backend(),
+                       interrupt=interrupt)
     except dataset_prep.DatasetError as e:
         raise ReenactError(e.message, "detector", e.fix) from None
+    lms = two_crop_faces(lms, photo).moved(ox, oy)
     found = lms.face_found()
     if not found.any():
         return None, faces, found
     H, W = frames.shape[1:3]
-    fit = dataset_prep.fit_clip(body, lms, W, H, dataset_prep.PrepSettings(iters=iters, fov=fov), device)
-    return fit, max(faces, 1), found
+    settings = dataset_prep.PrepSettings(iters=iters, fov=fov, expr_prior=EXPR_PRIOR)
+    return dataset_prep.fit_clip(body, lms, W, H, settings, device), max(faces, 1), found
 
 
 def _relative_vectors(fit, ref: tuple, fps: float, expression_set: str) -> torch.Tensor:
@@ -159,14 +203,15 @@ def _align(x: torch.Tensor, prev: torch.Tensor, both: np.ndarray, E: int) -> tor
 # ----------------------------------------------------------------------------- motion edits
 def _fill_lost(x: torch.Tensor, found: np.ndarray) -> None:
     """Rows of x [N, D] where found is False: linearly interpolated between the nearest found rows
-    (held at the ends), in place."""
+    (held at the ends), in place; memory in proportion to the lost rows only (a long video)."""
     idx = np.flatnonzero(found)
     lost = np.flatnonzero(~found)
-    if not len(lost):
+    if not len(lost) or not len(idx):
         return
-    xs = x[idx].double().numpy()
-    out = np.stack([np.interp(lost, idx, xs[:, d]) for d in range(x.shape[1])], 1)
-    x[lost] = torch.from_numpy(out).to(x.dtype)
+    j = np.searchsorted(idx, lost)
+    lo, hi = idx[np.clip(j - 1, 0, len(idx) - 1)], idx[np.clip(j, 0, len(idx) - 1)]
+    w = torch.from_numpy(np.where(hi > lo, (lost - lo) / np.maximum(hi - lo, 1), 0.0))[:, None].to(x.dtype)
+    x[lost] = x[lo] * (1 - w) + x[hi] * w
 
 
 def _openness(e: torch.Tensor, expression_set: str) -> torch.Tensor:
@@ -185,17 +230,29 @@ def _ranges(mask: np.ndarray) -> list[list[int]]:
     return [[int(a), int(b) - 1] for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1))]
 
 
-def smooth_zero_phase(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def smooth_zero_phase(x: torch.Tensor, sigma: float, block: int = 16, out: torch.Tensor | None = None
+                      ) -> torch.Tensor:
     """[N, D] smoothed over time by a Gaussian of `sigma` frames, centred (the same filter forwards
-    and backwards: no lag), edges by reflection."""
+    and backwards: no lag), edges by reflection. `block` columns at a time, the kernel's taps
+    added as shifted slices: conv1d's working memory is many times its input's (measured: +836
+    MB for all 334 columns of a 30-minute motion at once, +59 MB in slices of 16), so a long
+    video's motion is smoothed in a few MB. `out`: where the result goes (x itself is exact:
+    each slice is read before it is written; None: a new tensor)."""
     if sigma <= 0 or len(x) < 2:
-        return x
+        return x if out is None else out.copy_(x)
     r = max(1, int(math.ceil(3 * sigma)))
     k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / sigma) ** 2)
-    k = (k / k.sum()).to(x.dtype)
-    y = x.T[:, None]                                     # [D, 1, N]
-    y = torch.nn.functional.pad(y, (r, r), mode="replicate" if len(x) <= r else "reflect")
-    return torch.nn.functional.conv1d(y, k[None, None]).reshape(x.shape[1], -1).T.contiguous()
+    k = (k / k.sum()).tolist()
+    mode = "replicate" if len(x) <= r else "reflect"
+    out = torch.empty_like(x) if out is None else out
+    n = len(x)
+    for c in range(0, x.shape[1], block):
+        y = torch.nn.functional.pad(x[:, c:c + block].T[None], (r, r), mode=mode)[0].T     # [N + 2r, b]
+        acc = y[:n] * k[0]
+        for i in range(1, 2 * r + 1):
+            acc.add_(y[i:i + n], alpha=k[i])
+        out[:, c:c + block] = acc
+    return out
 
 
 def scale_rotations(r6: torch.Tensor, s: float) -> torch.Tensor:
@@ -205,17 +262,54 @@ def scale_rotations(r6: torch.Tensor, s: float) -> torch.Tensor:
     return matrix_to_rot6d(axis_angle_to_matrix(matrix_to_axis_angle(rot6d_to_matrix(r6)) * s))
 
 
+def _copy(m: Motion) -> Motion:
+    return Motion(m.fps, m.expression_set, m.expression.clone(), m.rot6d.clone(), list(m.joints))
+
+
+def rereference_(m: Motion, frame: int) -> None:
+    """rereference, in place (a long video's motion is not copied)."""
+    inv = rot6d_to_matrix(m.rot6d[frame]).transpose(-1, -2)[None]
+    by_rows(lambda r: matrix_to_rot6d(inv @ rot6d_to_matrix(r)), m.rot6d, out=m.rot6d)
+    m.expression -= m.expression[frame][None].clone()
+
+
 def rereference(m: Motion, frame: int) -> Motion:
     """The motion relative to its own frame `frame` (that frame becomes the identity / zero)."""
-    R = m.rotation_matrices()
-    rel = R[frame].transpose(-1, -2)[None] @ R
-    return Motion(m.fps, m.expression_set, (m.expression - m.expression[frame][None]).contiguous(),
-                  matrix_to_rot6d(rel).contiguous(), list(m.joints))
+    out = _copy(m)
+    rereference_(out, frame)
+    return out
+
+
+def tie_jaw_(m: Motion) -> None:
+    """The mouth's opening put in the pack's convention, in place. The fit splits an opening
+    between the jaw joint's pitch and jawOpen as each frame's landmarks happen to favour (the two
+    move the lower lip nearly alike), while the pack's motions tie them: pitch = JAW_MAX_RAD x
+    jawOpen (motion/synthetic/priors, body/reference JAW_RAD_PER_OPEN), and the default
+    renderer's soft lips read jawOpen (render/talking_video, LIP_SEAL: an opening carried by
+    the joint alone would be drawn with the lips sealed). The opening jawOpen + pitch /
+    JAW_MAX_RAD (motion/sampling.mouth_opening's measure, signed here: a residual can close
+    past the neutral frame) is kept and split that way: jawOpen = opening / 2, pitch =
+    JAW_MAX_RAD x opening / 2; the jaw's other axes stay as fitted."""
+    names = expression_names(m.expression_set)
+    if "jawOpen" not in names or "jaw" not in m.joints:
+        return
+    k, jo = m.joints.index("jaw"), names.index("jawOpen")
+    aa = matrix_to_axis_angle(rot6d_to_matrix(m.rot6d[:, k]))
+    half = (m.expression[:, jo] + aa[:, 0] / JAW_MAX_RAD) / 2
+    m.expression[:, jo] = half
+    aa[:, 0] = JAW_MAX_RAD * half
+    m.rot6d[:, k] = matrix_to_rot6d(axis_angle_to_matrix(aa))
 
 
 def apply_parts(m: Motion, s: ReenactSettings) -> Motion:
     """Keep the chosen parts at their strengths; the others stay at the photo's rest pose."""
-    r6 = m.rot6d.clone()
+    out = _copy(m)
+    apply_parts_(out, s)
+    return out
+
+
+def apply_parts_(m: Motion, s: ReenactSettings) -> None:
+    """apply_parts, in place."""
     for k, j in enumerate(m.joints):
         if j in FACE_JOINTS:
             strength = s.face_strength
@@ -223,8 +317,10 @@ def apply_parts(m: Motion, s: ReenactSettings) -> Motion:
             strength = s.head_strength if s.parts != "face" else 0.0
         else:
             strength = s.body_strength if s.parts == "everything" else 0.0
-        r6[:, k] = scale_rotations(r6[:, k], strength)
-    return Motion(m.fps, m.expression_set, (m.expression * s.face_strength).contiguous(), r6, list(m.joints))
+        if strength != 1.0:
+            m.rot6d[:, k] = scale_rotations(m.rot6d[:, k], strength)
+    if s.face_strength != 1.0:
+        m.expression *= s.face_strength
 
 
 def fit_long_side(h: int, w: int, fit_size: int) -> int:
@@ -247,7 +343,24 @@ def reenact(chunks: Iterable, fps: float, body, settings: ReenactSettings = Reen
     S = settings
     expression_set = body.expression_set
     body_expressions = Motion.neutral(1, fps, expression_set).expression.shape[1]
-    vectors: list[torch.Tensor] = []        # per output frame range, committed
+    # The committed rows, expression and rotations apart, written in place as windows finish:
+    # room for total_frames (+ a window) from the start, doubled if that runs out; so the end
+    # needs no second copy of a long video's motion (30 min: 43,200 x 334 float32 = 55 MB).
+    store: list[torch.Tensor] = []
+    filled = 0
+
+    def commit(x: torch.Tensor) -> None:
+        nonlocal store, filled
+        need = filled + len(x)
+        if not store or need > len(store[0]):
+            cap = max(need, (total_frames or 0) + S.window, 2 * len(store[0]) if store else 0)
+            grown = [torch.empty(cap, body_expressions), torch.empty(cap, x.shape[1] - body_expressions)]
+            for g, old in zip(grown, store):
+                g[:filled] = old[:filled]
+            store = grown
+        store[0][filled:need], store[1][filled:need] = x[:, :body_expressions], x[:, body_expressions:]
+        filled = need
+
     found_all: list[np.ndarray] = []
     pending: torch.Tensor | None = None     # the last window's overlap rows, to crossfade
     buf: list[np.ndarray] = []
@@ -284,7 +397,7 @@ def reenact(chunks: Iterable, fps: float, body, settings: ReenactSettings = Reen
             found = found.copy()
             found[:ov] = found[:ov] | f_prev
         keep = len(frames) if last else len(frames) - S.overlap
-        vectors.append(x[:keep])
+        commit(x[:keep])
         found_all.append(found[:keep])
         if not last and S.overlap:
             pending = x[keep:]
@@ -317,22 +430,23 @@ def reenact(chunks: Iterable, fps: float, body, settings: ReenactSettings = Reen
         n = len(buf) if last else S.window
         run_window(np.stack(buf[:n]), last)
         buf = [] if last else buf[n - S.overlap:]
-    if not vectors:
+    if not filled:
         raise ReenactError("the driving video has no frames", "frames", VIDEO_FIX)
-    x = torch.cat(vectors)
     found = np.concatenate(found_all)
-    N = len(x)
+    N = filled
     if ref is None:
         raise ReenactError(f"no face found in any of the driving video's {N} frames", "frames", VIDEO_FIX)
+    # every step from here works in place: a long video's motion is held once, not once per step
+    expr, rot = store[0][:N], store[1][:N]
     lost = ~found
-    _fill_lost(x, found)
-    x = smooth_zero_phase(x, S.smoothing)
-    m = Motion.from_vector(x.float(), fps, expression_set)
-    m.rot6d = matrix_to_rot6d(rot6d_to_matrix(m.rot6d)).contiguous()
-    E = m.expression.shape[1]
+    for part in (expr, rot):
+        _fill_lost(part, found)
+        smooth_zero_phase(part, S.smoothing, out=part)
+    m = Motion(fps, expression_set, expr, rot.view(N, -1, 6), list(MOTION_JOINTS))
+    orthonormalize_(m.rot6d)
     notes = []
     if S.neutral_frame == -1:
-        score = _openness(x[:, :E], expression_set).numpy().copy()
+        score = _openness(m.expression, expression_set).numpy().copy()
         score[lost] = np.inf
         neutral = int(np.argmin(score))
     else:
@@ -343,7 +457,9 @@ def reenact(chunks: Iterable, fps: float, body, settings: ReenactSettings = Reen
         near = int(np.flatnonzero(found)[np.argmin(np.abs(np.flatnonzero(found) - neutral))])
         notes.append(f"no face in neutral frame {neutral}: used frame {near}, the nearest with one")
         neutral = near
-    m = apply_parts(rereference(m, neutral), S)
+    rereference_(m, neutral)
+    tie_jaw_(m)
+    apply_parts_(m, S)
     if lost.any():
         notes.append(f"no face in {int(lost.sum())} of {N} frames: interpolated between the nearest frames "
                      f"with a face (held at the video's ends)")

@@ -81,6 +81,7 @@ class PrepSettings:
     iters: int = 120                # batched per-clip fit iterations (after the warm start)
     allow_silent: bool = False      # silent footage is only usable for video training
     fov: float = 0.0                # diagonal degrees; 0 = estimated per clip
+    expr_prior: float = body_fit.CLIP_EXPR_PRIOR   # the clip fit's expression prior (body/fit.py)
 
 
 @dataclass
@@ -171,7 +172,8 @@ def fit_clip(body, lms: Landmarks, width: int, height: int, settings: PrepSettin
     ok = lms.face_found()
     if not ok.any():
         raise DatasetError("no face in the clip", "sources", "use footage with the face visible")
-    cam, fit, info = body_fit.fit_clip(body, lms, width, height, settings.iters, settings.fov)
+    cam, fit, info = body_fit.fit_clip(body, lms, width, height, settings.iters, settings.fov,
+                                       expr_prior=settings.expr_prior)
     err = fit.error_px[0].mean(-1).cpu().numpy()
     err[~ok] = np.nan
     q = fit.landmarks_px[0].cpu().numpy()
