@@ -33,7 +33,13 @@ import torch
 
 from ..audio.features import audio_features
 from ..errors import VloggerError
-from ..motion.body_layer import LAYER_JOINTS, head_turn, layer_angles, speech_drive
+from ..motion.body_layer import (
+    LAYER_JOINTS,
+    compose_layer_,
+    head_turn,
+    layer_angles,
+    speech_drive,
+)
 from ..motion.closure import close_lips, shipped_closure, shut_track
 from ..motion.model import MotionDiffusion
 from ..motion.params import Motion, matrix_to_rot6d, rot6d_to_matrix
@@ -46,7 +52,6 @@ from ..motion.sampling import (
     make_scheduler,
     smooth_pose,
 )
-from ..motion.synthetic.priors import euler_to_matrix
 from ..threads import torch_threads
 from .causal import CausalWindow, check_window
 
@@ -312,14 +317,8 @@ class MotionStream:
         out = Motion(self.fps, c.expression_set, expr, rot.clone(), list(c.joints))
         if s.lip_closure > 0:
             out = close_lips(out, self._shut(j0, j1), s.lip_closure)
-        ji = {j: i for i, j in enumerate(out.joints)}
-        names = [j for j in LAYER_JOINTS if j in ji]
-        if s.body_layer and names:
-            # as add_body_layer composes it: R_model @ R_layer on the layer's joints
-            idx = [ji[j] for j in names]
-            R_layer = euler_to_matrix(np.stack([ang[j] for j in names], 1))        # [n, k, 3, 3]
-            r6 = out.rot6d
-            r6[:, idx] = matrix_to_rot6d(rot6d_to_matrix(r6[:, idx].float()) @ R_layer).to(r6.dtype)
+        if s.body_layer:
+            compose_layer_(out.rot6d, out.joints, ang)      # as add_body_layer composes it
         return out
 
     def _shut(self, j0: int, j1: int) -> torch.Tensor:

@@ -278,15 +278,24 @@ def add_body_layer(motion: Motion, wave16k: torch.Tensor, seed: int,
     n = motion.num_frames
     drive = speech_drive(wave16k, motion.fps, n)
     ang = layer_angles(drive, head_turn(motion), motion.fps, seed, amounts)
-    ji = {j: i for i, j in enumerate(motion.joints)}
+    if not any(j in motion.joints for j in LAYER_JOINTS):
+        return motion
+    r6 = motion.rot6d.clone()
+    compose_layer_(r6, motion.joints, ang)
+    return Motion(motion.fps, motion.expression_set, motion.expression, r6, list(motion.joints))
+
+
+def compose_layer_(r6: torch.Tensor, joints: list[str], ang: dict[str, np.ndarray]) -> None:
+    """The layer's angles (ang: joint -> [n, 3] XYZ radians, layer_angles) composed after the
+    residuals r6 [n, J, 6] of `joints` (R_model @ R_layer) on the layer's joints there, in place,
+    ROWS frames at a time (the [n, k, 3, 3] temporaries stay small at any length)."""
+    ji = {j: i for i, j in enumerate(joints)}
     names = [j for j in LAYER_JOINTS if j in ji]
     if not names:
-        return motion
+        return
     idx = [ji[j] for j in names]
     angles = np.stack([ang[j] for j in names], 1)                          # [n, k, 3]
-    r6 = motion.rot6d.clone()
-    for a in range(0, n, ROWS):                 # [n, k, 3, 3] temporaries stay small at any length
-        b = min(a + ROWS, n)
+    for a in range(0, len(r6), ROWS):
+        b = min(a + ROWS, len(r6))
         R_layer = euler_to_matrix(angles[a:b])
         r6[a:b, idx] = matrix_to_rot6d(rot6d_to_matrix(r6[a:b, idx].float()) @ R_layer).to(r6.dtype)
-    return Motion(motion.fps, motion.expression_set, motion.expression, r6, list(motion.joints))
