@@ -12,8 +12,9 @@ on the short example (models loaded, kernels compiled):
 - motion_mb: the size of the resulting motion (float32, expressions + 6D rotations per frame);
 - ms_per_frame: the long run's wall time per driving frame, on this machine's CPU under the load
   it had (load_avg_1min).
-The long video's minutes: REENACT_LONG_MINUTES (default 30; 30 min = 43,200 frames, about an hour
-of CPU here: 77-86 ms per frame under load), the short one's: REENACT_LONG_SHORT_MINUTES (default 1).
+The long video's minutes: REENACT_LONG_MINUTES (default 30; 30 min = 43,200 frames: about half an
+hour on a quiet 2-core machine at 38.8 ms per frame, an hour under load at 77-86 ms), the short
+one's: REENACT_LONG_SHORT_MINUTES (default 1).
 """
 from __future__ import annotations
 

@@ -177,8 +177,8 @@ class TalkingVideoRenderer:
         self.rest_fit = closed_mouth_fit(body, fit)
         self.seal = lip_seal_close(body, self.rest_fit)
         names = expression_names(body.expression_set)
-        self.rest_smile = {names.index(n): float(self.rest_fit.expression[names.index(n)].clamp_min(0))
-                           for n in SMILE_CHANNELS if n in names}
+        smiles = {names.index(n): float(self.rest_fit.expression[names.index(n)]) for n in SMILE_CHANNELS if n in names}
+        self.rest_smile = {k: v for k, v in smiles.items() if v > 0}     # what a rounded viseme lets go
 
     def render(self, motion: Motion | None, start: int, stop: int) -> np.ndarray:
         """Frames [stop-start, H, W, 3] float32 0..1 of the motion from the closed-mouth rest
@@ -208,16 +208,19 @@ class TalkingVideoRenderer:
         release the photo's smile (SMILE_RELEASE)."""
         m = motion.slice(max(0, start), min(motion.num_frames, stop))
         names = expression_names(motion.expression_set)
-        if self.seal <= 0 or "jawOpen" not in names or "mouthClose" not in names:
+        seal = self.seal > 0 and "jawOpen" in names and "mouthClose" in names
+        release = bool(self.rest_smile) and "mouthPucker" in names and "mouthFunnel" in names
+        if not seal and not release:
             return m
         expr = m.expression.clone()
-        jaw = expr[:, names.index("jawOpen")].clamp(0, LIP_SEAL) / LIP_SEAL
-        expr[:, names.index("mouthClose")] += self.seal * jaw
-        if self.rest_smile and "mouthPucker" in names and "mouthFunnel" in names:
+        if seal:
+            jaw = expr[:, names.index("jawOpen")].clamp(0, LIP_SEAL) / LIP_SEAL
+            expr[:, names.index("mouthClose")] += self.seal * jaw
+        if release:       # independent of the seal: a photo whose lips already meet smiles too
             rounded = (expr[:, names.index("mouthPucker")] + expr[:, names.index("mouthFunnel")]).clamp_min(0)
-            release = SMILE_RELEASE * (rounded / ROUND_FULL).clamp(max=1.0)
+            give = SMILE_RELEASE * (rounded / ROUND_FULL).clamp(max=1.0)
             for k, smile in self.rest_smile.items():
-                expr[:, k] -= smile * release
+                expr[:, k] -= smile * give
         return Motion(m.fps, m.expression_set, expr, m.rot6d, list(m.joints))
 
     def render_windows(self, motion: Motion, window: int = 48, progress: Progress = None,
