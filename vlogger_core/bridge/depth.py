@@ -16,7 +16,6 @@ render/rasterizer with the renderer's camera. Value ranges (ComfyUI IMAGE, float
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..render import controls, rasterizer
 from ..render.talking_video import TalkingVideoRenderer
@@ -45,17 +44,6 @@ def inverse_depth_image(depth: np.ndarray, near: float, far: float, out: np.ndar
     return out
 
 
-def vertex_normals(verts: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
-    """[n,V,3] area-weighted unit vertex normals (outward for counter-clockwise faces)."""
-    f = torch.as_tensor(faces, dtype=torch.long)
-    a, b, c = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
-    fn = torch.cross(b - a, c - a, dim=-1)
-    vn = torch.zeros_like(verts)
-    for k in range(3):
-        vn.index_add_(1, f[:, k], fn)
-    return torch.nn.functional.normalize(vn, dim=-1)
-
-
 def body_maps(renderer: TalkingVideoRenderer, motion, start: int, stop: int,
               near_far: tuple[float, float] | None = None, out: dict | None = None) -> dict[str, np.ndarray]:
     """Frames start..stop as {"depth", "normal", "semantic": [n,H,W,3] float 0..1, "mask": [n,H,W]},
@@ -75,7 +63,7 @@ def body_maps(renderer: TalkingVideoRenderer, motion, start: int, stop: int,
     on = frags.tri_id >= 0
     out["mask"][...] = on
     R = cam.rotation.detach().cpu().float()
-    n_cam = (vertex_normals(verts, faces) @ R.T).numpy()            # [n,V,3] camera axes
+    n_cam = (controls.vertex_normals(verts, faces) @ R.T).numpy()            # [n,V,3] camera axes
     normal = out["normal"]
     for i in range(n):                                              # per frame: attributes differ
         one = rasterizer.Fragments(frags.tri_id[i:i + 1], frags.bary[i:i + 1], frags.depth[i:i + 1], faces)

@@ -248,20 +248,13 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
     photo's own seen teeth excepted.
     """
     h, w = tri.shape
+    attrs = solid_seen(tri, attrs)
     known = np.empty((h, w, 3), np.float32)
     labels = np.empty((h, w), np.uint8)
     kernels.known_flow(tri, attrs, face_labels, identity, known, labels)
-    # Extend the flow of the seen body pixels smoothly around them (normalised Gaussian
-    # convolution; smooth at the scale of sigma, so computed on a 4x smaller grid): hair,
-    # clothes and whatever the photo never showed move with the nearby body.
-    k = 4 if min(h, w) >= 64 else 1
-    sigma = max(2.0, w / 40)
-    small = cv2.resize(known, (max(1, w // k), max(1, h // k)), interpolation=cv2.INTER_AREA)
-    ext = cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h),
-                     interpolation=cv2.INTER_LINEAR)
     out = np.empty((h, w, 3), np.float32)
     source = ref.photo_closed if closed and ref.photo_closed is not None else ref.photo
-    kernels.warp_composite(tri, attrs, identity, ext, edge_flow(known), EDGE_FULL, source,
+    kernels.warp_composite(tri, attrs, identity, fill_flow(known), source,
                            ref.person_mask[..., None], ref.plate, out)
     out = _paint_mouth(out, labels, part_ids, ref, known[..., 2] > 0.5,
                        attrs if source is not ref.photo else None)
@@ -269,20 +262,47 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
     return _smooth_layer_edges(out, labels, part_ids)
 
 
-EDGE_SIGMA = 1.5          # px of the half-size grid: the edge's own flow, averaged this locally
-EDGE_FULL = 0.3           # local coverage from which the edge's own flow is taken whole
+def solid_seen(tri: np.ndarray, attrs: np.ndarray) -> np.ndarray:
+    """attrs with its seen flag cleared on seen pixels that are not part of a 3x3 block of seen
+    pixels (a morphological opening). Why: in the unseen rim of a turned head, a lone pixel of
+    a triangle whose vertices the photo "saw" (an ear under the hair, a cheek at a grazing
+    angle) samples the photo exactly and shows as a dark speck amid the filled rim."""
+    seen = ((tri >= 0) & (attrs[..., 2] > 0.999)).astype(np.uint8)
+    solid = cv2.dilate(cv2.erode(seen, np.ones((3, 3), np.uint8)), np.ones((3, 3), np.uint8))
+    lone = (seen > 0) & (solid == 0)
+    if lone.any():
+        attrs = attrs.copy()
+        attrs[..., 2][lone] = 0.0
+    return attrs
 
 
-def edge_flow(known: np.ndarray) -> np.ndarray:
-    """The body's exact flow averaged right at its edge (flow * coverage, coverage; a normalised
-    Gaussian of EDGE_SIGMA on a half-size grid, at the frame's size): warp_composite takes it
-    over the smooth extension where that local coverage is high, fading out as it drops below
-    EDGE_FULL. Why: the smooth extension averages the whole neighbourhood's flow, which differs
-    from the edge's own on a turning head; the hair and cheek just past the mesh's outline then
-    re-sampled the photo's face edge (a dark seam across the cheek, dark specks at the hair)."""
-    h, w = known.shape[:2]
-    half = cv2.resize(known, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    return cv2.resize(cv2.GaussianBlur(half, (0, 0), EDGE_SIGMA), (w, h), interpolation=cv2.INTER_LINEAR)
+def fill_flow(known: np.ndarray) -> np.ndarray:
+    """[H,W,2] flow for every pixel from the seen body's exact flow (known [H,W,3] = flow x *
+    c, flow y * c, c): push-pull interpolation (an image pyramid of (flow * c, c) averaged down,
+    then filled back up level by level: each pixel keeps its own flow as far as it has coverage
+    and takes the coarser level's for the rest). The fill meets the exact flow at the body's
+    edge and varies smoothly away from it, so hair, clothes and the unseen rim of a turned
+    head move with the nearest body surface, and the hair as far as it reaches (a single wide
+    blur averaged the whole head's flow and re-sampled the photo's face edge into the cheek
+    and hair; fading it out with the distance from the body stretched the hair's far side
+    into a wing on a turn). Far from the body the flow is that of its nearest part, which
+    only moves the person mask's zeros: the background is the plate."""
+    levels = [known]
+    while min(levels[-1].shape[:2]) > 2:
+        h, w = levels[-1].shape[:2]
+        levels.append(cv2.resize(levels[-1], ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA))
+    fill = None
+    for k, lv in enumerate(reversed(levels)):
+        c = lv[..., 2:3]
+        own = lv[..., :2] / np.maximum(c, 1e-6)
+        if fill is None:
+            fill = own * (c > 0)
+            continue
+        # a coarse cell a quarter covered holds real flow; a frame pixel only its own
+        trust = np.clip(c if k == len(levels) - 1 else 4 * c, 0, 1)
+        up = cv2.resize(fill, (lv.shape[1], lv.shape[0]), interpolation=cv2.INTER_LINEAR)
+        fill = trust * own + (1 - trust) * up
+    return np.ascontiguousarray(fill, dtype=np.float32)
 
 
 # parts that move as one layer: where two layers meet, one occludes the other (the chin over the

@@ -41,31 +41,18 @@ def known_flow(tri, attrs, face_labels, identity, out, labels):
 
 
 @njit(parallel=True, cache=True)
-def warp_composite(tri, attrs, identity, ext, edge, edge_full, photo, person_mask, plate, out):
+def warp_composite(tri, attrs, identity, flow, photo, person_mask, plate, out):
     """Each output pixel samples the photo where its surface point was (body pixels seen in
-    the photo) or along the smoothly extended flow (ext: blurred known_flow, fading to no
-    motion far from the body; off the mesh next to it, the edge's own flow, edge: known_flow
-    averaged locally, taken whole from coverage edge_full), and composites the person over the
-    background plate."""
+    the photo) or along the filled flow (flow [H,W,2]: compositor.fill_flow), and composites
+    the person over the background plate."""
     h, w = tri.shape
     for y in prange(h):
         for x in range(w):
             if tri[y, x] >= 0 and attrs[y, x, 2] > 0.999:
                 mx, my = attrs[y, x, 0], attrs[y, x, 1]
             else:
-                wgt = ext[y, x, 2]
-                mx, my = identity[y, x, 0], identity[y, x, 1]
-                fx, fy = 0.0, 0.0
-                if wgt > 1e-6:
-                    s = min(1.0, wgt / 0.05) / wgt
-                    fx, fy = ext[y, x, 0] * s, ext[y, x, 1] * s
-                c = edge[y, x, 2] if tri[y, x] < 0 else 0.0    # off the mesh only (hair, clothes)
-                if c > 1e-6:
-                    a = min(1.0, c / edge_full)
-                    fx = (1.0 - a) * fx + a * edge[y, x, 0] / c
-                    fy = (1.0 - a) * fy + a * edge[y, x, 1] / c
-                mx += fx
-                my += fy
+                mx = identity[y, x, 0] + flow[y, x, 0]
+                my = identity[y, x, 1] + flow[y, x, 1]
             pa = _bilinear(person_mask, mx, my, 0, False)
             # a soft edge on the body itself (3x3 average of coverage)
             cov = 0.0

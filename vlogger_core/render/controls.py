@@ -153,6 +153,27 @@ def project(cam: PerspectiveCamera, vertices: torch.Tensor) -> np.ndarray:
                                      cam.center)
 
 
+def vertex_normals(verts: torch.Tensor, faces: np.ndarray) -> torch.Tensor:
+    """[n,V,3] area-weighted unit vertex normals (outward for counter-clockwise faces)."""
+    f = torch.as_tensor(faces, dtype=torch.long)
+    a, b, c = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
+    fn = torch.cross(b - a, c - a, dim=-1)
+    vn = torch.zeros_like(verts)
+    for k in range(3):
+        vn.index_add_(1, f[:, k], fn)
+    return torch.nn.functional.normalize(vn, dim=-1)
+
+
+def facing_camera(cam: PerspectiveCamera, verts: torch.Tensor, faces: np.ndarray) -> np.ndarray:
+    """[n,V] float32: |cos| of the angle between each vertex's normal and its line of sight
+    (1 = facing the camera, 0 = seen edge-on)."""
+    v = verts.detach().to("cpu", torch.float32)
+    R = cam.rotation.detach().cpu().float()
+    x = v @ R.T + cam.translation.detach().cpu().float().reshape(1, 1, 3)     # camera axes
+    n = vertex_normals(v, faces) @ R.T
+    return (n * torch.nn.functional.normalize(x, dim=-1)).sum(-1).abs().numpy()
+
+
 def dense_colors_of(template: torch.Tensor) -> np.ndarray:
     """Template vertices [V,3] -> [V,3] colours 0..1 (normalised by the bounding box, per axis)."""
     t = template.detach().to("cpu", torch.float32)

@@ -108,12 +108,21 @@ def fit_lips_to_photo(src_xy: np.ndarray, body: BodyModel, fit: ReferenceFit, ja
 # (32 MB), so each window's arrays come back from the heap instead of fresh pages (at 512 with
 # 48-frame windows, page faults were a third of the render's time: 6.4-10.6 s vs 4.3 s for 10 s).
 WINDOW_BYTES = 24 << 20
+# The seal (sealed) holds the lips together up to LIP_SEAL of jawOpen and lets go by SEAL_GONE:
+# held at every opening, it took LIP_SEAL's worth of opening off every vowel (the detector on the
+# output saw a mouth opened to 0.16 of its width as a thin line, lip_gap_r 0.85 -> 0.93 without)
+SEAL_GONE = 3 * LIP_SEAL
 # Lips cannot round while they smile: a rounded viseme (mouthPucker + mouthFunnel, ROUND_FULL at
 # full) lets SMILE_RELEASE of the photo's own smile and dimples go, so an 'o' or 'w' narrows the
 # mouth instead of opening a grin (the motion's own smile channels are left as they are).
 ROUND_FULL = 0.5
-SMILE_RELEASE = 0.6
+SMILE_RELEASE = 0.9
 SMILE_CHANNELS = ("mouthSmileLeft", "mouthSmileRight", "mouthDimpleLeft", "mouthDimpleRight")
+# below this |cos| between a vertex normal and the photo's line of sight the photo saw the
+# surface too edge-on to sample it exactly (about 75 degrees)
+GRAZING = 0.25
+NOT_SKIN = 0.5    # of the face's mean skin brightness: below it a skin vertex shows no skin
+RIM = 0.02        # of the photo's size: how near the outline an edge-on vertex is "rim"
 
 
 def _sorted(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +180,21 @@ class TalkingVideoRenderer:
         moving_seen = self.ref_visible.copy()
         lower = np.unique(self.faces[self.labels == self.part_ids[LOWER_TEETH]]) if LOWER_TEETH in self.part_ids else []
         moving_seen[lower] = False
+        # what the photo saw edge-on at the body's outline (the head's rim, an ear under the
+        # hair) is a smear of few pixels, often of the hair or background beside it: a turn that
+        # brings it into view stretches that smear (a seam across the cheek, a grey wash in the
+        # hair); the fill carries the nearby surface's flow over it instead
+        moving_seen &= ~self.rim_vertices(fit, ref_verts, silhouette)
+        # the ears, too: the hair often hides them, and the photo's hair sampled by the ear's
+        # own flow shows as dark specks beside the eyes when the head turns
+        if "ears" in self.part_ids:
+            moving_seen[np.unique(self.faces[self.labels == self.part_ids["ears"]])] = False
+        # and the face's skin where the photo shows something much darker than skin there (the
+        # hair's shadow at a fit's edge): it too moves with the fill, not as a dark speck
+        if "face_skin" in self.part_ids and "face_skin" in means:
+            skin = np.unique(self.faces[self.labels == self.part_ids["face_skin"]])
+            lum = control_maps.sample_bilinear(photo, self.src_xy[skin] + 0.5).mean(1)
+            moving_seen[skin[lum < NOT_SKIN * float(means["face_skin"].mean())]] = False
         self.attrs = np.concatenate([self.src_xy, moving_seen[:, None]], 1).astype(np.float32)
         # a motion moves the face from rest with the lips closed (the photo may show its teeth:
         # its own lips are stretched over them); the vertices above still sample the photo
@@ -179,6 +203,16 @@ class TalkingVideoRenderer:
         names = expression_names(body.expression_set)
         smiles = {names.index(n): float(self.rest_fit.expression[names.index(n)]) for n in SMILE_CHANNELS if n in names}
         self.rest_smile = {k: v for k, v in smiles.items() if v > 0}     # what a rounded viseme lets go
+
+    def rim_vertices(self, fit: ReferenceFit, ref_verts: torch.Tensor, silhouette: np.ndarray) -> np.ndarray:
+        """[V] bool: vertices the photo saw edge-on (GRAZING) within RIM of its size of the
+        body's outline (not the lips' and eyes' own curling edges deeper in)."""
+        inside = cv2.distanceTransform(silhouette.astype(np.uint8), cv2.DIST_L2, 3)
+        h, w = silhouette.shape
+        x = np.clip(np.round(self.src_xy[:, 0]).astype(int), 0, w - 1)
+        y = np.clip(np.round(self.src_xy[:, 1]).astype(int), 0, h - 1)
+        near_outline = inside[y, x] <= RIM * max(h, w)
+        return near_outline & (control_maps.facing_camera(fit.camera, ref_verts, self.faces)[0] < GRAZING)
 
     def render(self, motion: Motion | None, start: int, stop: int) -> np.ndarray:
         """Frames [stop-start, H, W, 3] float32 0..1 of the motion from the closed-mouth rest
@@ -203,8 +237,9 @@ class TalkingVideoRenderer:
 
     def sealed(self, motion: Motion, start: int, stop: int) -> Motion:
         """Frames start..stop of the motion with soft lips: below LIP_SEAL of jawOpen the lips
-        stay together (mouthClose raised in proportion, self.seal at LIP_SEAL), so a settling
-        jaw in a pause or a bilabial's small opening shows closed lips; and rounded visemes
+        stay together (mouthClose raised in proportion, self.seal at LIP_SEAL, let go again by
+        SEAL_GONE), so a settling jaw in a pause or a bilabial's small opening shows closed
+        lips while a vowel opens them by all of its jaw; and rounded visemes
         release the photo's smile (SMILE_RELEASE)."""
         m = motion.slice(max(0, start), min(motion.num_frames, stop))
         names = expression_names(motion.expression_set)
@@ -214,8 +249,9 @@ class TalkingVideoRenderer:
             return m
         expr = m.expression.clone()
         if seal:
-            jaw = expr[:, names.index("jawOpen")].clamp(0, LIP_SEAL) / LIP_SEAL
-            expr[:, names.index("mouthClose")] += self.seal * jaw
+            jaw = expr[:, names.index("jawOpen")]
+            hold = (jaw.clamp(0, LIP_SEAL) / LIP_SEAL) * ((SEAL_GONE - jaw) / (SEAL_GONE - LIP_SEAL)).clamp(0, 1)
+            expr[:, names.index("mouthClose")] += self.seal * hold
         if release:       # independent of the seal: a photo whose lips already meet smiles too
             rounded = (expr[:, names.index("mouthPucker")] + expr[:, names.index("mouthFunnel")]).clamp_min(0)
             give = SMILE_RELEASE * (rounded / ROUND_FULL).clamp(max=1.0)
