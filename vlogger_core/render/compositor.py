@@ -254,7 +254,7 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
     kernels.known_flow(tri, attrs, face_labels, identity, known, labels)
     out = np.empty((h, w, 3), np.float32)
     source = ref.photo_closed if closed and ref.photo_closed is not None else ref.photo
-    kernels.warp_composite(tri, attrs, identity, fill_flow(known), source,
+    kernels.warp_composite(tri, attrs, identity, fill_flow(known), near_body(known), source,
                            ref.person_mask[..., None], ref.plate, out)
     out = _paint_mouth(out, labels, part_ids, ref, known[..., 2] > 0.5,
                        attrs if source is not ref.photo else None)
@@ -285,8 +285,7 @@ def fill_flow(known: np.ndarray) -> np.ndarray:
     head move with the nearest body surface, and the hair as far as it reaches (a single wide
     blur averaged the whole head's flow and re-sampled the photo's face edge into the cheek
     and hair; fading it out with the distance from the body stretched the hair's far side
-    into a wing on a turn). Far from the body the flow is that of its nearest part, which
-    only moves the person mask's zeros: the background is the plate."""
+    into a wing on a turn, so near_body fades it out only past the hair's reach)."""
     levels = [known]
     while min(levels[-1].shape[:2]) > 2:
         h, w = levels[-1].shape[:2]
@@ -303,6 +302,23 @@ def fill_flow(known: np.ndarray) -> np.ndarray:
         up = cv2.resize(fill, (lv.shape[1], lv.shape[0]), interpolation=cv2.INTER_LINEAR)
         fill = trust * own + (1 - trust) * up
     return np.ascontiguousarray(fill, dtype=np.float32)
+
+
+NEAR_SIGMA = 1 / 20     # of the frame's width: the body coverage's blur for near_body
+
+
+def near_body(known: np.ndarray) -> np.ndarray:
+    """[H,W] how near the seen body each pixel is: its coverage blurred by NEAR_SIGMA of the frame
+    (on a 4x smaller grid). warp_composite fades the filled flow out below 0.05 of it (past about
+    twice NEAR_SIGMA from the body, beyond the hair), so what the person mask holds away from
+    the body (a held helmet, a chair) and the background stay where they are."""
+    h, w = known.shape[:2]
+    k = 4 if min(h, w) >= 64 else 1
+    small = cv2.resize(np.ascontiguousarray(known[..., 2]), (max(1, w // k), max(1, h // k)),
+                       interpolation=cv2.INTER_AREA)
+    sigma = max(2.0, w * NEAR_SIGMA)
+    return np.ascontiguousarray(cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h),
+                                           interpolation=cv2.INTER_LINEAR))
 
 
 # parts that move as one layer: where two layers meet, one occludes the other (the chin over the

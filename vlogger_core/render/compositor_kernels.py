@@ -41,18 +41,20 @@ def known_flow(tri, attrs, face_labels, identity, out, labels):
 
 
 @njit(parallel=True, cache=True)
-def warp_composite(tri, attrs, identity, flow, photo, person_mask, plate, out):
+def warp_composite(tri, attrs, identity, flow, near, photo, person_mask, plate, out):
     """Each output pixel samples the photo where its surface point was (body pixels seen in
-    the photo) or along the filled flow (flow [H,W,2]: compositor.fill_flow), and composites
-    the person over the background plate."""
+    the photo) or along the filled flow (flow [H,W,2]: compositor.fill_flow, faded out where
+    near [H,W], compositor.near_body, drops below 0.05), and composites the person over the
+    background plate."""
     h, w = tri.shape
     for y in prange(h):
         for x in range(w):
             if tri[y, x] >= 0 and attrs[y, x, 2] > 0.999:
                 mx, my = attrs[y, x, 0], attrs[y, x, 1]
             else:
-                mx = identity[y, x, 0] + flow[y, x, 0]
-                my = identity[y, x, 1] + flow[y, x, 1]
+                a = min(1.0, near[y, x] / 0.05)
+                mx = identity[y, x, 0] + a * flow[y, x, 0]
+                my = identity[y, x, 1] + a * flow[y, x, 1]
             pa = _bilinear(person_mask, mx, my, 0, False)
             # a soft edge on the body itself (3x3 average of coverage)
             cov = 0.0
