@@ -72,6 +72,92 @@ def test_an_open_jaw_paints_the_unseen_interior(renderer):
     assert frame[cavity].mean() < 0.5 * frame[lab == r.part_ids["lips"]].mean()
 
 
+def _open_jaw(r: TalkingVideoRenderer, amount: float, yaw: float = 0.0) -> Motion:
+    """One frame whose jaw opens by amount (the blendshape and the joint, as the motion model
+    opens it), the head turned by yaw radians."""
+    from vlogger_core.motion.params import axis_angle_to_matrix, matrix_to_rot6d
+    m = Motion.neutral(1, 24.0, r.body.expression_set)
+    m.expression[0, ARKIT52.index("jawOpen")] = amount
+    m.rot6d[0, m.joints.index("jaw")] = matrix_to_rot6d(axis_angle_to_matrix(torch.tensor([amount * 0.32, 0.0, 0.0])))
+    m.rot6d[0, m.joints.index("head")] = matrix_to_rot6d(axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0])))
+    return m
+
+
+def _opening(r: TalkingVideoRenderer, m: Motion) -> np.ndarray:
+    lab = _labels(r, m)
+    return np.isin(lab, [r.part_ids[p] for p in ("mouth_interior", "teeth", "teeth_lower", "tongue") if p in r.part_ids])
+
+
+@pytest.mark.needs_mediapipe     # the photo's open smile (its teeth) is fitted from mediapipe's lips
+def test_an_open_mouth_shows_the_photos_teeth_on_the_skull_over_a_tongue(renderer):
+    """The photo smiles with its upper teeth: an open, turned mouth shows those teeth where the
+    skull carries them (the photo's own pixels, not a painted band), a dark cavity under them
+    and a tongue, redder and lighter than the cavity, on its floor."""
+    from vlogger_core.render import controls as control_maps
+    r = renderer
+    t = r.reference.teeth
+    assert t is not None and t.alpha.max() > 0.9                 # the photo's teeth were found
+    m = _open_jaw(r, 0.8, yaw=0.15)
+    frame = r.render(m, 0, 1)[0]
+    opening = _opening(r, m)
+    verts = r.body.pose_frames(r.rest_fit, r.sealed(m, 0, 1), 0, 1, "cpu")
+    skull = r.skull_affine(control_maps.project(r.camera, verts)[0])
+    assert abs(skull[0, 1]) > 0.01 or abs(skull[0, 0] - 1) > 0.01    # the turn moved the skull
+    ys, xs = np.nonzero(opening)
+    px = skull[0, 0] * xs + skull[0, 1] * ys + skull[0, 2]
+    py = skull[1, 0] * xs + skull[1, 1] * ys + skull[1, 2]
+    ix, iy = np.round(px).astype(int) - t.x0, np.round(py).astype(int) - t.y0
+    ok = (ix >= 0) & (iy >= 0) & (ix < t.alpha.shape[1]) & (iy < t.alpha.shape[0])
+    on_teeth = np.zeros(len(xs), bool)
+    on_teeth[ok] = t.alpha[iy[ok], ix[ok]] > 0.95
+    # away from the upper lip's shadow (2 rows) and the opening's anti-aliased rim
+    inner = cv2.erode(opening.astype(np.uint8), np.ones((5, 5), np.uint8))[ys, xs] > 0
+    sel = on_teeth & inner
+    assert sel.sum() > 15, sel.sum()
+    photo_px = t.rgb[iy[sel], ix[sel]]
+    assert np.abs(frame[ys[sel], xs[sel]] - photo_px).mean() < 0.08
+    assert frame[ys[sel], xs[sel]].mean() > 0.7                  # teeth, bright
+    # the cavity under the teeth and the tongue at the bottom of the opening, in the middle
+    mid = (xs > xs.min() + 0.35 * (xs.max() - xs.min())) & (xs < xs.min() + 0.65 * (xs.max() - xs.min()))
+    col_top = {x: ys[xs == x].min() for x in np.unique(xs[mid])}
+    col_bot = {x: ys[xs == x].max() for x in np.unique(xs[mid])}
+    depth = np.array([(y - col_top[x]) / max(1, col_bot[x] - col_top[x]) for x, y in zip(xs[mid], ys[mid])])
+    px_mid = frame[ys[mid], xs[mid]]
+    keep = ~on_teeth[mid]
+    cavity = px_mid[keep & (depth > 0.3) & (depth < 0.55)]
+    tongue = px_mid[keep & (depth > 0.72) & (depth < 0.88)]
+    assert len(cavity) > 10 and len(tongue) > 10, (len(cavity), len(tongue))
+    assert cavity.mean() < 0.2, cavity.mean(0)                   # dark
+    assert tongue[:, 0].mean() > cavity[:, 0].mean() + 0.15, (tongue.mean(0), cavity.mean(0))
+    assert tongue[:, 0].mean() > tongue[:, 1].mean() + 0.15      # red, not grey
+
+
+@pytest.mark.needs_mediapipe
+def test_a_thin_opening_is_a_smooth_dark_line_not_dashed_teeth(renderer):
+    """A mouth barely open (an opening a few pixels high, under 7 % of its width) shows no
+    tooth pixels (a dashed row of tooth edges read as braces): nothing in it is brighter than
+    the lips."""
+    r = renderer
+    lips_mean = None
+    seen_thin = 0
+    for amount in (0.15, 0.2, 0.25, 0.3):
+        m = _open_jaw(r, amount)
+        opening = _opening(r, m)
+        if opening.sum() == 0:
+            continue
+        ys, xs = np.nonzero(opening)
+        heights = [ys[xs == x].max() - ys[xs == x].min() + 1 for x in np.unique(xs)]
+        if np.median(heights) > 0.07 * (xs.max() - xs.min() + 1):
+            continue
+        seen_thin += 1
+        frame = r.render(m, 0, 1)[0]
+        if lips_mean is None:
+            lab = _labels(r, m)
+            lips_mean = frame[lab == r.part_ids["lips"]].mean()
+        assert frame[opening].mean(-1).max() < lips_mean, (amount, frame[opening].mean(-1).max(), lips_mean)
+    assert seen_thin >= 1
+
+
 def _silhouette(r: TalkingVideoRenderer) -> np.ndarray:
     from vlogger_core.render import controls as control_maps
     from vlogger_core.render import rasterizer

@@ -25,16 +25,14 @@ import numpy as np
 
 from ..body import landmark_models
 from . import compositor_kernels as kernels
-
-LOWER_TEETH = "teeth_lower"    # the renderer's own label: the teeth that move with the jaw
-MOUTH_PARTS = ("mouth_interior", "teeth", LOWER_TEETH, "tongue")
-LOWER_TEETH_SHADE = 0.78       # painted lower teeth: in the lower lip's shadow
-TONGUE_TONE = (0.4, 0.2, 0.21)     # the tongue: the lips' colour in the mouth's shade
-TONGUE_FROM = 0.6              # of the opening's height: where the tongue starts to show
-LIP_SHADOW = 0.8               # how dark the upper lip's shadow on the teeth is
-UPPER_TEETH_SHOWN = 0.05       # the upper incisors' visible height, in mouth widths
-LOWER_LIP = "lips_lower"       # the renderer's own label: the lip that moves with the jaw
-CREASE_DARK = 0.3              # where the lips meet: the lip colour this much darker, at the line
+from .mouth import (
+    LOWER_LIP,
+    LOWER_TEETH,
+    PhotoTeeth,
+    lip_crease,
+    paint_mouth,
+    photo_teeth,
+)
 
 
 @dataclass
@@ -50,6 +48,7 @@ class CompositorReference:
     height: int
     teeth_color: np.ndarray | None = None   # [3] the photo's own teeth, when it shows them
     photo_closed: np.ndarray | None = None  # the photo with its mouth opening filled from its lips
+    teeth: PhotoTeeth | None = None         # the photo's own upper teeth, when it shows them
 
 
 SEGMENT_SIDE = 1024     # the selfie mask is made at most at this size (its model sees 256x256)
@@ -193,7 +192,8 @@ def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, hei
     teeth = np.asarray(colors["teeth"], np.float32) if "teeth" in colors else None
     # the photo is sampled once per output pixel: sample the pre-blurred one (no aliasing)
     closed = fill_mouth_opening(src, mouth_opening) if mouth_opening is not None else None
-    return CompositorReference(src, pm_src, plate, lip, skin, width, height, teeth, closed)
+    return CompositorReference(src, pm_src, plate, lip, skin, width, height, teeth, closed,
+                               photo_teeth(src, mouth_opening, lip, teeth))
 
 
 def fill_mouth_opening(photo: np.ndarray, opening: np.ndarray) -> np.ndarray | None:
@@ -220,6 +220,15 @@ def plain_identity(photo_hw: tuple[int, int], width: int, height: int) -> np.nda
     return np.stack(np.meshgrid(gx, gy), -1).astype(np.float32)
 
 
+def identity_affine(identity: np.ndarray) -> np.ndarray:
+    """[2,3] output index -> photo index coordinates of an identity map [H,W,2] (a scale and a
+    shift per axis, as plain_identity and the renderer make them)."""
+    h, w = identity.shape[:2]
+    ax = (identity[0, -1, 0] - identity[0, 0, 0]) / max(1, w - 1)
+    ay = (identity[-1, 0, 1] - identity[0, 0, 1]) / max(1, h - 1)
+    return np.array([[ax, 0, identity[0, 0, 0]], [0, ay, identity[0, 0, 1]]], np.float32)
+
+
 def split_jaw_parts(face_labels: np.ndarray, part_ids: dict[str, int],
                     jaw_weight: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
     """The teeth and lips that move with the jaw (face's mean jaw skinning weight jaw_weight
@@ -237,15 +246,16 @@ def split_jaw_parts(face_labels: np.ndarray, part_ids: dict[str, int],
 
 def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray,
                     face_labels: np.ndarray, part_ids: dict[str, int],
-                    identity: np.ndarray, closed: bool = False) -> np.ndarray:
+                    identity: np.ndarray, closed: bool = False, skull: np.ndarray | None = None) -> np.ndarray:
     """One output frame [H, W, 3] float32 from one frame's raster.
 
     tri [H,W]: triangle id under each pixel (-1 = background); attrs [H,W,3]: per pixel, the
     photo position (index coordinates x, y) of the surface point and whether the photo saw it
     (1) or not (0), interpolated from the vertices; face_labels [F]: part id per triangle
     (part_ids: name -> id); identity [H,W,2]: the photo pixel each output pixel shows when
-    nothing moves; closed: sample ref.photo_closed (a moving mouth) where there is one, the
-    photo's own seen teeth excepted.
+    nothing moves; closed: sample ref.photo_closed (a moving mouth) where there is one; skull
+    [2,3]: output -> photo index coordinates of the skull (a moving mouth, for mouth.paint_mouth:
+    the photo's upper teeth move with it; None = the identity).
     """
     h, w = tri.shape
     attrs = solid_seen(tri, attrs)
@@ -256,9 +266,10 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
     source = ref.photo_closed if closed and ref.photo_closed is not None else ref.photo
     kernels.warp_composite(tri, attrs, identity, fill_flow(known), near_body(known), source,
                            ref.person_mask[..., None], ref.plate, out)
-    out = _paint_mouth(out, labels, part_ids, ref, known[..., 2] > 0.5,
-                       attrs if source is not ref.photo else None)
-    out = _lip_crease(out, labels, part_ids, ref)
+    if closed and skull is None:    # the skull where the photo has it: identity's own affine map
+        skull = identity_affine(identity)
+    out = paint_mouth(out, labels, part_ids, ref, known[..., 2] > 0.5, skull if closed else None)
+    out = lip_crease(out, labels, part_ids)
     return _smooth_layer_edges(out, labels, part_ids)
 
 
@@ -341,96 +352,3 @@ def _smooth_layer_edges(img: np.ndarray, part_index: np.ndarray, part_ids: dict[
     return out
 
 
-def _lip_crease(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
-                ref: CompositorReference) -> np.ndarray:
-    """Shut lips meet in a thin dark line (the shadow between them); a warp of one photo has no
-    such line where the photo's lips were apart, so closed lips read as one soft pink band, to
-    a viewer and to a landmark detector. Drawn, soft-edged, only where upper-lip pixels touch
-    lower-lip pixels with no mouth opening between them. Changes img in place."""
-    if "lips" not in part_ids or LOWER_LIP not in part_ids:
-        return img
-    upper, lower = part_index == part_ids["lips"], part_index == part_ids[LOWER_LIP]
-    ys, xs = np.nonzero(upper | lower)
-    if len(ys) == 0 or not lower.any() or not upper.any():
-        return img
-    pad = 3
-    y0, y1 = max(0, ys.min() - pad), min(img.shape[0], ys.max() + pad + 1)
-    x0, x1 = max(0, xs.min() - pad), min(img.shape[1], xs.max() + pad + 1)
-    u = upper[y0:y1, x0:x1].astype(np.uint8)
-    lo = lower[y0:y1, x0:x1].astype(np.uint8)
-    r = max(1, int(round((x1 - x0) / 60)))      # about 1 px at 256, 2 px at 512
-    kern = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    line = (cv2.dilate(u, kern) & cv2.dilate(lo, kern)).astype(np.float32)
-    if line.sum() == 0:
-        return img
-    alpha = CREASE_DARK * cv2.GaussianBlur(line, (0, 0), 0.5 * r)[..., None]
-    img[y0:y1, x0:x1] *= 1 - 0.65 * alpha        # darker by up to 65 % of CREASE_DARK, in place
-    return img
-
-
-def _paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int],
-                 ref: CompositorReference, seen: np.ndarray, attrs: np.ndarray | None = None) -> np.ndarray:
-    """The mouth interior the photo never showed, painted in place on the mouth's bounding box.
-
-    The mesh's own interior parts are a poor guide (its tongue rises to the upper teeth, its
-    upper teeth hide behind the lip), so the opening (the union of the mouth parts) is painted
-    column by column from its top edge down, as an open mouth is seen from the front: the upper
-    incisors (UPPER_TEETH_SHOWN of the mouth's width, at most half the opening), a dark cavity
-    that is darkest in the middle and at the back, the tongue's tone low in it, and the lower
-    teeth's biting edges just above the lower lip once the jaw is open enough. Pixels whose
-    surface point the photo saw (seen [H,W]: the teeth of a smiling photo) keep the photo's own
-    colours (sampled again from ref.photo at attrs when the frame was sampled from photo_closed)."""
-    ids = {p: part_ids[p] for p in MOUTH_PARTS if p in part_ids}
-    if not ids:
-        return img
-    mouth = np.isin(part_index, list(ids.values()))
-    ys, xs = np.nonzero(mouth)
-    if len(ys) == 0:
-        return img
-    pad = 3
-    y0, y1 = max(0, ys.min() - pad), min(mouth.shape[0], ys.max() + pad + 1)
-    x0, x1 = max(0, xs.min() - pad), min(mouth.shape[1], xs.max() + pad + 1)
-    m = mouth[y0:y1, x0:x1]
-    unseen = (~seen[y0:y1, x0:x1]).astype(np.float32)
-    rows = np.arange(m.shape[0], dtype=np.float32)[:, None]
-    top = np.where(m, rows, np.inf).min(0)[None]
-    bottom = np.where(m, rows, -np.inf).max(0)[None]
-    with np.errstate(invalid="ignore"):
-        height = np.nan_to_num(bottom - top + 1, nan=0.0, posinf=0.0, neginf=0.0)
-        below_top, above_bottom = rows - top, bottom - rows
-    # across the mouth (-1 .. 1 corner to corner): teeth taper off toward the corners (the
-    # cheeks hide the back teeth), the lower edges show in the middle only
-    xc = (np.arange(m.shape[1], dtype=np.float32) + 0.5) / m.shape[1] * 2 - 1
-    across = np.sqrt(np.clip(1 - xc ** 2, 0, 1))[None]
-    tooth = np.minimum(UPPER_TEETH_SHOWN * (x1 - x0) * across, 0.5 * height)
-    lower = np.clip(height - 2.0 * tooth, 0, 0.5 * tooth) * (np.abs(xc) < 0.6)[None]   # the jaw must open first
-    teeth = ref.teeth_color if ref.teeth_color is not None else np.array([0.86, 0.84, 0.78], np.float32)
-    cavity = np.clip(ref.lip_color * np.array([0.3, 0.14, 0.15], np.float32), 0, 1)
-    tongue = np.clip(ref.lip_color * np.array(TONGUE_TONE, np.float32), 0, 1)
-    ramp = lambda d, w: np.clip(d / np.maximum(w, 1.0), 0, 1)[..., None]
-    # cavity -> tongue toward the bottom of the opening
-    with np.errstate(invalid="ignore", divide="ignore"):
-        depth = np.nan_to_num(below_top / np.maximum(height, 1.0))
-    paint = cavity + (tongue - cavity) * ramp(depth - TONGUE_FROM, np.full_like(depth, 0.4))
-    # darker toward the middle of the opening's width (the back of the mouth)
-    paint = paint * (1.0 - 0.3 * (1 - xc ** 2))[None, :, None]
-    # the upper incisors: tooth colour, in shadow toward the corners and their biting edge
-    up = (below_top < tooth)[..., None]
-    # (the upper lip's shadow falls on their top: a dark line that keeps lip and teeth apart)
-    shade = (1.0 - 0.35 * xc ** 2)[None, :, None] * (1.0 - 0.12 * ramp(below_top, tooth)) \
-        * (1.0 - LIP_SHADOW * (1.0 - ramp(below_top - 0.5, np.full_like(below_top, 1.5))))
-    paint = np.where(up, teeth * shade, paint)
-    # the lower teeth's edges, in the lower lip's shadow
-    low = ((above_bottom < lower) & (lower >= 1.0))[..., None]
-    paint = np.where(low, teeth * LOWER_TEETH_SHADE * (0.85 + 0.15 * ramp(lower - above_bottom, lower)), paint)
-    paint = paint.astype(np.float32)
-    soft = cv2.GaussianBlur(m.astype(np.float32) * unseen, (0, 0), 0.6)[..., None]
-    box = img[y0:y1, x0:x1]
-    if attrs is not None:   # the photo's own teeth where it showed them
-        own = cv2.remap(ref.photo, np.ascontiguousarray(attrs[y0:y1, x0:x1, 0]),
-                        np.ascontiguousarray(attrs[y0:y1, x0:x1, 1]), cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
-        keep = (m * (1 - unseen))[..., None]
-        box = box * (1 - keep) + own * keep
-    img[y0:y1, x0:x1] = box * (1 - soft) + paint * soft
-    return img

@@ -198,6 +198,8 @@ class TalkingVideoRenderer:
         self.attrs = np.concatenate([self.src_xy, moving_seen[:, None]], 1).astype(np.float32)
         # a motion moves the face from rest with the lips closed (the photo may show its teeth:
         # its own lips are stretched over them); the vertices above still sample the photo
+        self.upper_teeth = (np.unique(self.faces[self.labels == self.part_ids["teeth"]])
+                            if "teeth" in self.part_ids else np.zeros(0, np.int64))
         self.rest_fit = closed_mouth_fit(body, fit)
         self.seal = lip_seal_close(body, self.rest_fit)
         names = expression_names(body.expression_set)
@@ -226,9 +228,21 @@ class TalkingVideoRenderer:
         attrs = rasterizer.interpolate(frags, self.attrs_photo if motion is None else self.attrs)  # [n,H,W,3]
         frames = np.empty((len(verts), self.height, self.width, 3), np.float32)
         for i in range(len(verts)):
+            skull = None if motion is None else self.skull_affine(pts[i])
             frames[i] = composite_frame(self.reference, frags.tri_id[i], attrs[i], self.labels,
-                                        self.part_ids, self.identity, closed=motion is not None)
+                                        self.part_ids, self.identity, closed=motion is not None, skull=skull)
         return frames
+
+    def skull_affine(self, pts: np.ndarray) -> np.ndarray | None:
+        """[2,3] output index -> photo index coordinates of the skull in one frame (pts [V,3],
+        its projected vertices): the least-squares affine map of the upper teeth, which move
+        with the skull alone (None without them)."""
+        if len(self.upper_teeth) < 3:
+            return None
+        x = np.concatenate([np.asarray(pts[self.upper_teeth, :2], np.float64) - 0.5,
+                            np.ones((len(self.upper_teeth), 1))], 1)
+        m, *_ = np.linalg.lstsq(x, self.src_xy[self.upper_teeth].astype(np.float64), rcond=None)
+        return m.T.astype(np.float32)
 
     @property
     def fitting_window(self) -> int:
