@@ -234,21 +234,80 @@ def test_a_motion_starts_from_closed_lips(renderer):
     assert gap[1] < 0.6 * gap[0], gap
 
 
-@pytest.mark.parametrize("size", [256, 512])
-def test_a_rough_fit_does_not_tear_the_head_or_leave_slivers(size):
-    """A fit 3 % of the image off (a rough detector) under wide head turns: far from the person
-    (outside the person mask joined with every frame's body, dilated) every pixel is the
-    background plate; inside, the head layer stays one piece (no background-coloured hole
-    opens in the face and hair region that the plate shows through)."""
+def _rough_renderer(size: int) -> TalkingVideoRenderer:
+    """The renderer of a fit 3 % of the image off (a rough detector), as FitReference's
+    offset_x = offset_y = 0.03 makes it."""
     from vlogger_core.body.reference import FitOverrides
-    from vlogger_core.motion.params import axis_angle_to_matrix, matrix_to_rot6d
-    from vlogger_core.render import controls as control_maps
-    from vlogger_core.render import rasterizer
-
     photo = torch.from_numpy(np.array(Image.open(REPO / "examples" / "astronaut.png").convert("RGB"))).float() / 255
     body = load_body()
-    fit = fit_reference(photo, body, "auto", FitOverrides(offset_x=0.03, offset_y=0.03))
-    r = TalkingVideoRenderer(body, fit, size, size)
+    return TalkingVideoRenderer(body, fit_reference(photo, body, "auto", FitOverrides(offset_x=0.03, offset_y=0.03)),
+                                size, size)
+
+
+def _assert_no_tear(r: TalkingVideoRenderer, motion: Motion, frames: np.ndarray, plate_tol: float) -> None:
+    """frames [n,H,W,3] float 0..1 of motion:
+    - far from the person (outside the person mask joined with every frame's body and with the
+      person mask carried by each frame's skull, dilated) every pixel is the background plate
+      (within 2.5 levels);
+    - the head layer stays one piece: no more than 0.2 % of its pixels show the plate (within
+      plate_tol) where the plate differs from the person (a tear lets the background through);
+    - what the head and hair leave behind is background: the photo's person pixels around the
+      head (nearer it than the rest of the body) that neither the frame's body nor the person
+      mask carried by its skull covers (dilated) show the plate, no ghost of the old head or
+      hair (at most 5 % of them off it by more than 0.1; a bun of stretched hair beside a
+      turned head was 60 %).
+    The skull's map is TalkingVideoRenderer.skull_affine."""
+    from vlogger_core.render import controls as control_maps
+    from vlogger_core.render import rasterizer
+    n, size, hgt = len(frames), r.width, r.height
+    plate = r.reference.plate
+    photo_person = r.reference.person_mask
+    person_soft = cv2.remap(photo_person, r.identity[..., 0], r.identity[..., 1], cv2.INTER_LINEAR)
+    person = person_soft > 0.02
+    verts = r.body.pose_frames(r.rest_fit, r.sealed(motion, 0, n), 0, n, "cpu")
+    pts = control_maps.project(r.camera, verts)
+    frags = rasterizer.rasterize(pts, r.faces, size, hgt)
+    sil = frags.tri_id >= 0
+    carried = np.stack([cv2.warpAffine(photo_person, r.skull_affine(pts[i]), (size, hgt),
+                                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP) for i in range(n)]) > 0.02
+    grow = lambda m, k: cv2.dilate(m.astype(np.uint8), np.ones((k, k), np.uint8)) > 0  # noqa: E731
+    near = grow(person | sil.any(0) | carried.any(0), size // 16 + 1)
+    far = ~near
+    assert far.mean() > 0.15, far.mean()                            # there is background to check
+    diff = np.abs(frames - plate[None]).max(-1)[:, far]
+    assert diff.max() < 2.5 / 255, diff.max()
+    head_ids = [r.part_ids[p] for p in ("face_skin", "scalp_hair", "ears") if p in r.part_ids]
+    mouth_ids = [r.part_ids[p] for p in ("lips", "lips_lower", "mouth_interior", "teeth", "teeth_lower")
+                 if p in r.part_ids]
+    labels = rasterizer.face_label_map(frags, r.labels)
+    ref_frags = rasterizer.rasterize(control_maps.project(r.camera, r.body.pose_frames(r.fit, None, 0, 1, "cpu")),
+                                     r.faces, size, hgt)
+    ref_labels = rasterizer.face_label_map(ref_frags, r.labels)[0]
+    ref_head = np.isin(ref_labels, head_ids)
+    # the hair: person pixels nearer the photo's head than the rest of its body (not the collar)
+    to_head = cv2.distanceTransform((~ref_head).astype(np.uint8), cv2.DIST_L2, 3)
+    to_rest = cv2.distanceTransform((~((ref_frags.tri_id[0] >= 0) & ~ref_head)).astype(np.uint8), cv2.DIST_L2, 3)
+    around_head = (to_head < size / 6) & (to_head < to_rest) & (person_soft > 0.5)
+    for i in range(n):
+        head = cv2.erode(np.isin(labels[i], head_ids).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        # (not around the mouth: a rough fit's face skin there shows the photo's teeth, which are
+        # as light as the wall behind her)
+        head &= ~grow(np.isin(labels[i], mouth_ids), size // 16 + 1)
+        shows_plate = (np.abs(frames[i] - plate).max(-1) < plate_tol) & (np.abs(plate - frames[0]).max(-1) > 0.1)
+        assert (shows_plate & head).sum() <= 0.002 * head.sum(), (i, (shows_plate & head).sum(), head.sum())
+        left = around_head & ~grow(sil[i] | carried[i], size // 32 + 1)
+        left = cv2.erode(left.astype(np.uint8), np.ones((size // 128 + 1,) * 2, np.uint8)) > 0   # not edges
+        if left.sum() > 20:
+            ghost = np.abs(frames[i] - plate).max(-1)[left] > 0.1
+            assert ghost.mean() <= 0.05, (i, ghost.sum(), left.sum())
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_a_rough_fit_does_not_tear_the_head_or_leave_slivers(size):
+    """A fit 3 % of the image off under wide head turns (yaw +-26 degrees, roll, neck pitch):
+    no tear, no sliver, no ghost of the hair (_assert_no_tear)."""
+    from vlogger_core.motion.params import axis_angle_to_matrix, matrix_to_rot6d
+    r = _rough_renderer(size)
     n = 12
     aa = torch.zeros(n, 2, 3)
     turn = torch.linspace(-1, 1, n)
@@ -257,22 +316,53 @@ def test_a_rough_fit_does_not_tear_the_head_or_leave_slivers(size):
     aa[:, 1, 0] = 0.15 * turn        # neck pitch
     motion = Motion(24.0, "arkit52", torch.zeros(n, len(ARKIT52)), matrix_to_rot6d(axis_angle_to_matrix(aa)),
                     ["head", "neck"])
-    frames = r.render(motion, 0, n)
-    plate = r.reference.plate
-    person = cv2.remap(r.reference.person_mask, r.identity[..., 0], r.identity[..., 1], cv2.INTER_LINEAR) > 0.02
-    verts = r.body.pose_frames(r.rest_fit, motion, 0, n, "cpu")
-    sil = rasterizer.rasterize(control_maps.project(r.camera, verts), r.faces, size, size).tri_id >= 0
-    near = cv2.dilate((person | sil.any(0)).astype(np.uint8), np.ones((size // 16 + 1,) * 2, np.uint8)) > 0
-    far = ~near
-    assert far.mean() > 0.15, far.mean()                            # there is background to check
-    diff = np.abs(frames - plate[None]).max(-1)[:, far]
-    assert diff.max() < 2.5 / 255, diff.max()
-    # the head layer of each frame: no pixel of it shows the plate where the plate differs from
-    # the person (a tear would let the background through inside the head)
-    head_ids = [r.part_ids[p] for p in ("face_skin", "scalp_hair", "ears") if p in r.part_ids]
-    frags = rasterizer.rasterize(control_maps.project(r.camera, verts), r.faces, size, size)
-    labels = rasterizer.face_label_map(frags, r.labels)
-    for i in range(n):
-        head = cv2.erode(np.isin(labels[i], head_ids).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        shows_plate = (np.abs(frames[i] - plate).max(-1) < 1.5 / 255) & (np.abs(plate - frames[0]).max(-1) > 0.1)
-        assert (shows_plate & head).sum() <= 0.002 * head.sum(), (i, (shows_plate & head).sum(), head.sum())
+    _assert_no_tear(r, motion, r.render(motion, 0, n), 1.5 / 255)
+
+
+def test_a_rough_fit_through_the_server_does_not_tear(comfy):
+    """The same through the real server: FitReference 3 % off, the motion model's own head
+    motion doubled (head_motion 2) on speech, RenderFrames at 256 saved as PNG (lossless) by
+    ComfyUI's SaveImage; the frames the server wrote are checked against the plate and person mask of the
+    same fit made here, under the motion the server saved."""
+    import io
+
+    import soundfile as sf
+
+    from vlogger_core.audio.tts import synthesize
+    from vlogger_core.media import resample
+    wave, sr, _ = synthesize("Well, look at that, the whole sky turned orange tonight!", voice="en-us")
+    sf.write(str(comfy.input_dir / "rough_fit.wav"), resample(torch.from_numpy(wave), sr, 16000).numpy(), 16000,
+             subtype="FLOAT")
+    prefix = "rough_fit/frames"
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "astronaut.png"}},
+        "2": {"class_type": "VLOGGER_BodyModelLoader", "inputs": {"body": "anny_smplx"}},
+        "3": {"class_type": "VLOGGER_FitReference",
+              "inputs": {"image": ["1", 0], "body": ["2", 0], "detector": "auto", "scale": 1.0,
+                         "offset_x": 0.03, "offset_y": 0.03, "rotation": 0.0, "fov": 0.0}},
+        "4": {"class_type": "LoadAudio", "inputs": {"audio": "rough_fit.wav"}},
+        "5": {"class_type": "VLOGGER_MotionModelLoader", "inputs": {"model": "vlogger_motion_default (shipped)"}},
+        "6": {"class_type": "VLOGGER_MotionSampler",
+              "inputs": {"audio": ["4", 0], "motion_model": ["5", 0], "fps": 24.0, "seed": 3, "steps": 10,
+                         "guidance": 1.0, "expression_intensity": 1.0, "head_motion": 2.0,
+                         "gesture_amount": 1.0, "window_frames": 256, "context_frames": 32,
+                         "sampler": "ddim", "add_blinks": True}},
+        "7": {"class_type": "VLOGGER_RenderFrames",
+              "inputs": {"body": ["2", 0], "fit": ["3", 0], "motion": ["6", 0], "resolution": "256",
+                         "start_frame": 0, "max_frames": 0}},
+        "8": {"class_type": "SaveImage", "inputs": {"images": ["7", 0], "filename_prefix": prefix}},
+        "9": {"class_type": "VLOGGER_SaveMotion", "inputs": {"motion": ["6", 0], "filename_prefix": prefix}},
+    }
+    res = comfy.run(prompt)
+    assert res.error is None, str(res.error)[:3000]
+    pngs = sorted((f for f in res.files("images") if f.get("subfolder") == "rough_fit" and f.get("type") == "output"),
+                  key=lambda f: f["filename"])
+    frames = np.stack([np.asarray(Image.open(io.BytesIO(comfy.fetch(f))).convert("RGB"), np.float32) / 255
+                       for f in pngs])
+    npz = sorted((comfy.output_dir / "rough_fit").glob("frames_*.npz"))[-1]
+    motion = Motion.load_npz(str(npz))
+    assert len(frames) == motion.num_frames > 24, (len(frames), motion.num_frames)
+    from vlogger_core.motion.params import matrix_to_axis_angle
+    yaw = np.degrees(np.abs(matrix_to_axis_angle(motion.rotation_matrices()[:, motion.joints.index("head")])[:, 1]))
+    assert yaw.max() > 5, yaw.max()                                   # the head does turn
+    _assert_no_tear(_rough_renderer(256), motion, frames, 1.5 / 255)

@@ -264,7 +264,8 @@ def composite_frame(ref: CompositorReference, tri: np.ndarray, attrs: np.ndarray
     kernels.known_flow(tri, attrs, face_labels, identity, known, labels)
     out = np.empty((h, w, 3), np.float32)
     source = ref.photo_closed if closed and ref.photo_closed is not None else ref.photo
-    kernels.warp_composite(tri, attrs, identity, fill_flow(known), near_body(known), source,
+    head = np.isin(labels, [part_ids[p] for p in LAYERS[0] if p in part_ids]) & (known[..., 2] > 0)
+    kernels.warp_composite(tri, attrs, identity, fill_flow(known), near_body(known, head), source,
                            ref.person_mask[..., None], ref.plate, out)
     if closed and skull is None:    # the skull where the photo has it: identity's own affine map
         skull = identity_affine(identity)
@@ -316,20 +317,31 @@ def fill_flow(known: np.ndarray) -> np.ndarray:
 
 
 NEAR_SIGMA = 1 / 20     # of the frame's width: the body coverage's blur for near_body
+HEAD_REACH = 0.4        # of the seen head's size (the root of its area): the head coverage's blur
+HEAD_FULL = 0.02        # the blurred head coverage up to which the filled flow is full
 
 
-def near_body(known: np.ndarray) -> np.ndarray:
+def near_body(known: np.ndarray, head: np.ndarray | None = None) -> np.ndarray:
     """[H,W] how near the seen body each pixel is: its coverage blurred by NEAR_SIGMA of the frame
     (on a 4x smaller grid). warp_composite fades the filled flow out below 0.05 of it (past about
-    twice NEAR_SIGMA from the body, beyond the hair), so what the person mask holds away from
-    the body (a held helmet, a chair) and the background stay where they are."""
+    twice NEAR_SIGMA from the body), so what the person mask holds away from the body (a held
+    helmet, a chair) and the background stay where they are.
+
+    head [H,W] bool: the seen head's pixels. Their coverage, blurred by HEAD_REACH of the head's
+    own size, counts as nearness too, full up to HEAD_FULL of it (about twice HEAD_REACH from
+    the head): the hair around a head reaches further than twice NEAR_SIGMA (a big hairdo, a
+    close-up, a rough fit), and where the fade fell inside the hair, a turn stretched the hair
+    between its old and new outline into a bun beside the head."""
     h, w = known.shape[:2]
     k = 4 if min(h, w) >= 64 else 1
-    small = cv2.resize(np.ascontiguousarray(known[..., 2]), (max(1, w // k), max(1, h // k)),
-                       interpolation=cv2.INTER_AREA)
-    sigma = max(2.0, w * NEAR_SIGMA)
-    return np.ascontiguousarray(cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / k), (w, h),
-                                           interpolation=cv2.INTER_LINEAR))
+    size = (max(1, w // k), max(1, h // k))
+    small = cv2.resize(np.ascontiguousarray(known[..., 2]), size, interpolation=cv2.INTER_AREA)
+    near = cv2.GaussianBlur(small, (0, 0), max(2.0, w * NEAR_SIGMA) / k)
+    if head is not None and head.any():
+        sigma = max(2.0, HEAD_REACH * float(np.sqrt(head.sum())))
+        cov = cv2.resize(head.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        near = np.maximum(near, cv2.GaussianBlur(cov, (0, 0), sigma / k) * (0.05 / HEAD_FULL))
+    return np.ascontiguousarray(cv2.resize(near, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
 # parts that move as one layer: where two layers meet, one occludes the other (the chin over the

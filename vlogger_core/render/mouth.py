@@ -52,7 +52,8 @@ def photo_teeth(photo: np.ndarray, opening: np.ndarray | None, lip_color: np.nda
                 teeth_color: np.ndarray | None) -> PhotoTeeth | None:
     """The upper row of teeth the photo shows inside its mouth opening (opening [Hp,Wp] uint8),
     or None when it shows none. A tooth pixel's colour lies nearer the teeth's (teeth_color, the
-    mesh's teeth in the photo; a plain white without) than the lips' (lip_color); the upper row is what each column holds from the top down to the first gap
+    mesh's teeth in the photo; a plain white without) than the lips' (lip_color); the upper row
+    is what each column holds from the top down to the first gap
     (a lower row below a dark gap moves with the jaw and is painted instead)."""
     if opening is None or not opening.any():
         return None
@@ -145,9 +146,10 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
     height = np.maximum(bottom - top, 0.0)[None]
     top, bottom = top[None], bottom[None]
     r = np.arange(m.shape[0], dtype=np.float32)[:, None]
-    # a pixel row r spans r-0.5 .. r+0.5: the share of it below an edge e / above it
+    # a pixel row r spans r-0.5 .. r+0.5: the share of it below an edge e. The tongue and the
+    # lower teeth go on below the opening's lower edge (behind the lip), the upper teeth above its
+    # upper edge: its anti-aliased rim blends the lip with them, not with a dark fringe
     below = lambda e: np.clip(r + 0.5 - e, 0, 1)
-    inside = below(top) * np.clip(bottom - (r - 0.5), 0, 1)      # each layer stays in the opening
     xc = ((np.arange(x0, x1, dtype=np.float32) - xs.min() + 0.5) / width * 2 - 1)[None]   # corner to corner
     across = np.sqrt(np.clip(1 - xc ** 2, 0, 1))
     v = np.clip((r - top) / np.maximum(height, 1.0), 0, 1)
@@ -160,7 +162,7 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
     tongue_h = TONGUE_SHARE * np.maximum(height - TONGUE_FROM * width, 0)
     dome = np.sqrt(np.clip(1 - (xc / TONGUE_WIDTH) ** 2, 0, 1))
     t_top = bottom - tongue_h * dome
-    t_cov = (below(t_top) * inside * (tongue_h * dome > 0.3))[..., None]
+    t_cov = (below(t_top) * (tongue_h * dome > 0.3))[..., None]
     lit = np.exp(-np.maximum(r - t_top, 0) / np.maximum(0.6 * tongue_h, 1.0)) * (1 - 0.4 * (xc / TONGUE_WIDTH) ** 2)
     tongue = lip * np.array(TONGUE_TONE, np.float32) * (0.72 + 0.28 * lit)[..., None]
     paint = paint + (tongue - paint) * t_cov
@@ -169,23 +171,27 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
     low_h = LOWER_TEETH_SHOWN * width * across * open_low * np.clip((0.55 - np.abs(xc)) / 0.12, 0, 1)
     low_h = np.minimum(low_h, 0.3 * height)
     l_top = bottom - low_h
-    l_cov = (below(l_top) * inside * (low_h > 1.5))[..., None]
-    low_col = teeth_col * LOWER_TEETH_SHADE * (0.8 + 0.2 * np.exp(-np.maximum(r - l_top, 0) / 1.5))[..., None]
+    l_cov = (below(l_top) * (low_h > 1.5))[..., None]
+    # (lit along their biting edge, warmed by the lip in front of them: a grey line otherwise)
+    low_col = (0.85 * teeth_col + 0.15 * lip) * LOWER_TEETH_SHADE \
+        * (0.85 + 0.15 * np.exp(-np.maximum(r - l_top, 0) / 1.5))[..., None]
     paint = paint + (low_col - paint) * l_cov
-    # the upper teeth: the photo's own, moved with the skull, else painted incisors
-    u_cov, u_col = None, None
+    # the upper teeth: the photo's own, moved with the skull (always, when the photo showed
+    # them: switching to painted teeth on frames that show few would flicker), else painted
     if skull is not None and getattr(ref, "teeth", None) is not None:
         u_cov, u_col = _photo_teeth_at(ref.teeth, skull, x0, y0, m.shape)
         u_cov = u_cov * np.clip(1.0 - (np.abs(xc) - 0.85) / 0.15, 0, 1)
-    if u_cov is None or u_cov.max() < 0.2:
+    else:
         tooth = np.minimum(UPPER_TEETH_SHOWN * width * across, 0.55 * height)
-        u_cov = np.clip(top + tooth - (r - 0.5), 0, 1) * (tooth > 0.3)
+        # the front teeth only: the cheeks shade the back ones into the cavity's dark
+        u_cov = np.clip(top + tooth - (r - 0.5), 0, 1) * (tooth > 0.3) * np.clip((0.8 - np.abs(xc)) / 0.25, 0, 1)
         # each tooth a little rounded (brighter in its middle): incisors, laterals, canines
         k = np.abs(xc) * 3.4
         bump = 1 - 0.08 * np.cos(np.pi * 2 * (k - np.floor(k))) ** 8
-        u_col = teeth_col * ((1.0 - 0.4 * xc ** 2) * bump * (1.0 - 0.1 * np.clip((r - top) / np.maximum(tooth, 1), 0, 1)))[..., None]
+        u_col = teeth_col * ((1.0 - 0.25 * xc ** 2) * bump
+                             * (1.0 - 0.1 * np.clip((r - top) / np.maximum(tooth, 1), 0, 1)))[..., None]
     # a thin opening shows a dark line between the lips, not a dashed row of tooth edges
-    u_cov = u_cov * below(top) * np.clip((height - THIN * width) / max(1.0, THIN * width), 0, 1)
+    u_cov = u_cov * np.clip((height - THIN * width) / max(1.0, THIN * width), 0, 1)
     shadow = 1.0 - LIP_SHADOW * np.exp(-np.maximum(r - top, 0) / max(0.8, width / 45))
     paint = paint + (u_col * shadow[..., None] - paint) * u_cov[..., None]
     paint = paint.astype(np.float32)
