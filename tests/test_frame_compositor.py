@@ -158,6 +158,55 @@ def test_a_thin_opening_is_a_smooth_dark_line_not_dashed_teeth(renderer):
     assert seen_thin >= 1
 
 
+def _unexplained_change(frames: np.ndarray) -> np.ndarray:
+    """[n-1,H,W] per pixel, how much of each frame's change to the next no motion explains: the
+    next frame warped back by an optical flow OpenCV estimates (DIS; it knows nothing of the
+    renderer) and compared with this one (max over channels, 0..1). Texture that moves is
+    explained; a pixel that flickers (its colour jumping between sources) is not."""
+    g = (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    h, w = g.shape[1:3]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    out = []
+    for t in range(len(g) - 1):
+        flow = dis.calc(cv2.cvtColor(g[t], cv2.COLOR_RGB2GRAY), cv2.cvtColor(g[t + 1], cv2.COLOR_RGB2GRAY), None)
+        back = cv2.remap(g[t + 1], gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR)
+        out.append(np.abs(back.astype(np.float32) - g[t]).max(-1) / 255)
+    return np.stack(out)
+
+
+def test_a_smooth_head_motion_renders_without_flicker(renderer):
+    """Two seconds of slow head turns, nods and neck roll with the jaw opening and closing: in
+    the head and hair around the face (the detected face's box, grown for the hair, the mouth
+    left out: an opening mouth is new content), almost every change between frames is motion
+    (_unexplained_change under 0.15 on over 99.8 % of the pixels on average, 99.2 % on the
+    worst frame). This renderer measured 0.07 % and 0.33 %; with the filled flow jittering by
+    1 px from frame to frame, 3.2 % and 3.8 %."""
+    from vlogger_core.motion.params import axis_angle_to_matrix, matrix_to_rot6d
+    r = renderer
+    n = 48
+    t = torch.linspace(0, 1, n)
+    aa = torch.zeros(n, 2, 3)
+    aa[:, 0, 1] = 0.3 * torch.sin(2 * np.pi * t)      # yaw +-17 degrees, one slow cycle
+    aa[:, 0, 0] = 0.1 * torch.sin(4 * np.pi * t)      # nods
+    aa[:, 1, 2] = 0.08 * torch.sin(2 * np.pi * t)     # neck roll
+    ex = torch.zeros(n, len(ARKIT52))
+    ex[:, ARKIT52.index("jawOpen")] = 0.35 * (1 - torch.cos(6 * np.pi * t)) / 2
+    frames = r.render(Motion(24.0, "arkit52", ex, matrix_to_rot6d(axis_angle_to_matrix(aa)), ["head", "neck"]), 0, n)
+    pts = np.asarray(r.fit.info["detected_landmarks"], np.float32) * r.width / r.fit.image.shape[1]
+    ids = list(r.fit.info["landmarks_used"])
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    gx, gy = 0.4 * (x1 - x0), 0.6 * (y1 - y0)
+    region = np.zeros(frames.shape[1:3], bool)
+    region[max(0, int(y0 - gy)):int(y1 + 0.1 * gy), max(0, int(x0 - gx)):int(x1 + gx)] = True
+    lips = pts[[ids.index(k) for k in range(48, 68) if k in ids]]
+    (mx0, my0), (mx1, my1) = lips.min(0), lips.max(0)
+    pad = 0.4 * (mx1 - mx0)
+    region[int(my0 - pad):int(my1 + 2 * pad), int(mx0 - pad):int(mx1 + pad)] = False
+    bad = (_unexplained_change(frames)[:, region] > 0.15).mean(1)
+    assert bad.mean() < 0.002 and bad.max() < 0.008, (bad.mean(), bad.max())
+
+
 def _silhouette(r: TalkingVideoRenderer) -> np.ndarray:
     from vlogger_core.render import controls as control_maps
     from vlogger_core.render import rasterizer
