@@ -162,7 +162,7 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
     tongue_h = TONGUE_SHARE * np.maximum(height - TONGUE_FROM * width, 0)
     dome = np.sqrt(np.clip(1 - (xc / TONGUE_WIDTH) ** 2, 0, 1))
     t_top = bottom - tongue_h * dome
-    t_cov = (below(t_top) * (tongue_h * dome > 0.3))[..., None]
+    t_cov = (below(t_top) * np.clip(tongue_h * dome - 0.3, 0, 1))[..., None]   # (fades in: no pop)
     lit = np.exp(-np.maximum(r - t_top, 0) / np.maximum(0.6 * tongue_h, 1.0)) * (1 - 0.4 * (xc / TONGUE_WIDTH) ** 2)
     tongue = lip * np.array(TONGUE_TONE, np.float32) * (0.72 + 0.28 * lit)[..., None]
     paint = paint + (tongue - paint) * t_cov
@@ -171,7 +171,7 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
     low_h = LOWER_TEETH_SHOWN * width * across * open_low * np.clip((0.55 - np.abs(xc)) / 0.12, 0, 1)
     low_h = np.minimum(low_h, 0.3 * height)
     l_top = bottom - low_h
-    l_cov = (below(l_top) * (low_h > 1.5))[..., None]
+    l_cov = (below(l_top) * np.clip(low_h - 1.5, 0, 1))[..., None]
     # (lit along their biting edge, warmed by the lip in front of them: a grey line otherwise)
     low_col = (0.85 * teeth_col + 0.15 * lip) * LOWER_TEETH_SHADE \
         * (0.85 + 0.15 * np.exp(-np.maximum(r - l_top, 0) / 1.5))[..., None]
@@ -184,7 +184,7 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
     else:
         tooth = np.minimum(UPPER_TEETH_SHOWN * width * across, 0.55 * height)
         # the front teeth only: the cheeks shade the back ones into the cavity's dark
-        u_cov = np.clip(top + tooth - (r - 0.5), 0, 1) * (tooth > 0.3) * np.clip((0.8 - np.abs(xc)) / 0.25, 0, 1)
+        u_cov = np.clip(top + tooth - (r - 0.5), 0, 1) * np.clip(tooth - 0.3, 0, 1) * np.clip((0.8 - np.abs(xc)) / 0.25, 0, 1)
         # each tooth a little rounded (brighter in its middle): incisors, laterals, canines
         k = np.abs(xc) * 3.4
         bump = 1 - 0.08 * np.cos(np.pi * 2 * (k - np.floor(k))) ** 8
