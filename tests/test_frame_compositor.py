@@ -132,6 +132,41 @@ def test_an_open_mouth_shows_the_photos_teeth_on_the_skull_over_a_tongue(rendere
     assert tongue[:, 0].mean() > tongue[:, 1].mean() + 0.15      # red, not grey
 
 
+def test_a_photo_with_shut_lips_gets_painted_front_teeth(renderer):
+    """Most photos show no teeth. Their rest frame as a photo (shut lips): no photo teeth are
+    found, and an open jaw shows painted front teeth, lighter than the lips, along the middle of
+    the opening's top, none at its corners, over a dark cavity."""
+    r0 = renderer
+    shut = r0.render(Motion.neutral(1, 24.0, r0.body.expression_set), 0, 1)[0]
+    r = TalkingVideoRenderer(r0.body, fit_reference(torch.from_numpy(np.ascontiguousarray(shut)), r0.body, "auto"),
+                             512, 512)
+    assert r.reference.teeth is None
+    m = _open_jaw(r, 0.8)
+    frame = r.render(m, 0, 1)[0]
+    opening = _opening(r, m)
+    ys, xs = np.nonzero(opening)
+    lum = frame.mean(-1)
+    lips = lum[_labels(r, m) == r.part_ids["lips"]].mean()
+    x0, x1 = xs.min(), xs.max()
+    def top_rows(lo, hi):       # the opening's top 2 rows, in columns lo..hi (shares of its width)
+        out = []
+        for x in range(int(x0 + lo * (x1 - x0)), int(x0 + hi * (x1 - x0)) + 1):
+            col = ys[xs == x]
+            if len(col) > 4:
+                out += [lum[col.min() + 1, x], lum[col.min() + 2, x]]
+        return np.array(out)
+    middle, corner = top_rows(0.35, 0.65), np.r_[top_rows(0.0, 0.06), top_rows(0.94, 1.0)]
+    assert len(middle) > 10 and middle.mean() > lips, (middle.mean(), lips)
+    assert len(corner) == 0 or corner.mean() < lips, (corner.mean(), lips)
+    cavity = []             # the middle of the opening, a third to three fifths down
+    for x in range(int(x0 + 0.4 * (x1 - x0)), int(x0 + 0.6 * (x1 - x0)) + 1):
+        col = ys[xs == x]
+        if len(col) > 4:
+            lo, hi = col.min(), col.max()
+            cavity += list(lum[int(lo + 0.35 * (hi - lo)):int(lo + 0.6 * (hi - lo)) + 1, x])
+    assert len(cavity) > 10 and np.median(cavity) < 0.25, np.median(cavity)
+
+
 @pytest.mark.needs_mediapipe
 def test_a_thin_opening_is_a_smooth_dark_line_not_dashed_teeth(renderer):
     """A mouth barely open (an opening a few pixels high, under 7 % of its width) shows no

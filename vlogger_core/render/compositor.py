@@ -31,6 +31,7 @@ from .mouth import (
     PhotoTeeth,
     lip_crease,
     paint_mouth,
+    painted_teeth_color,
     photo_teeth,
 )
 
@@ -195,8 +196,10 @@ def prepare_reference(photo: np.ndarray, silhouette: np.ndarray, width: int, hei
     teeth = np.asarray(colors["teeth"], np.float32) if "teeth" in colors else None
     # the photo is sampled once per output pixel: sample the pre-blurred one (no aliasing)
     closed = fill_mouth_opening(src, mouth_opening) if mouth_opening is not None else None
-    return CompositorReference(src, pm_src, plate, lip, skin, width, height, teeth, closed,
-                               photo_teeth(src, mouth_opening, lip, teeth))
+    own = photo_teeth(src, mouth_opening, lip, teeth)
+    if own is None:     # the mesh's teeth saw lips, not teeth: paint them in the face's light
+        teeth = painted_teeth_color(skin, lip)
+    return CompositorReference(src, pm_src, plate, lip, skin, width, height, teeth, closed, own)
 
 
 def fill_mouth_opening(photo: np.ndarray, opening: np.ndarray) -> np.ndarray | None:

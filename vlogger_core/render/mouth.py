@@ -22,7 +22,7 @@ LOWER_LIP = "lips_lower"       # the renderer's own label: the lip that moves wi
 MOUTH_PARTS = ("mouth_interior", "teeth", LOWER_TEETH, "tongue")
 CREASE_DARK = 0.3              # where the lips meet: the lip colour this much darker, at the line
 
-UPPER_TEETH_SHOWN = 0.09       # painted upper incisors' visible height, in mouth widths
+UPPER_TEETH_SHOWN = 0.13       # painted upper incisors' visible height, in mouth widths
 LOWER_TEETH_SHOWN = 0.05       # the lower incisors' biting edges, in mouth widths, once open
 LOWER_FROM = 0.22              # of the mouth's width: the opening's height where they show
 LOWER_TEETH_SHADE = 0.9        # the lower teeth lie in the lower lip's shadow
@@ -33,6 +33,8 @@ TONGUE_TONE = (0.78, 0.46, 0.48)   # of the lips' colour: a tongue in the mouth'
 CAVITY_RIM = (0.42, 0.2, 0.21)     # of the lips' colour: the cavity just inside the lips
 CAVITY_BACK = (0.14, 0.05, 0.06)   # and at its back, in the middle
 LIP_SHADOW = 0.4               # how much the upper lip's shadow darkens the teeth at its edge
+PAINTED_SHADOW = 0.2           # on painted teeth (their colour is already the face's light)
+TEETH_LIGHT = 1.25             # painted teeth: this much lighter than the face's skin or lips
 THIN = 0.05                    # of the mouth's width: an opening this high shows no teeth yet
 TEETH_EXTEND = 0.12            # of the mouth's width: the photo's teeth continue up under the lip
 
@@ -46,6 +48,13 @@ class PhotoTeeth:
     y0: int
     rgb: np.ndarray
     alpha: np.ndarray
+
+
+def painted_teeth_color(skin_color: np.ndarray, lip_color: np.ndarray) -> np.ndarray:
+    """Teeth for a photo that shows none: an ivory lighter than the face's skin and lips (in the
+    photo's own light and exposure), at most nearly white."""
+    light = min(0.95, TEETH_LIGHT * max(float(np.mean(skin_color)), float(np.mean(lip_color))))
+    return np.clip(light * np.array([1.02, 1.0, 0.93], np.float32), 0, 1)
 
 
 def photo_teeth(photo: np.ndarray, opening: np.ndarray | None, lip_color: np.ndarray,
@@ -178,10 +187,12 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
     paint = paint + (low_col - paint) * l_cov
     # the upper teeth: the photo's own, moved with the skull (always, when the photo showed
     # them: switching to painted teeth on frames that show few would flicker), else painted
+    lip_shadow = LIP_SHADOW
     if skull is not None and getattr(ref, "teeth", None) is not None:
         u_cov, u_col = _photo_teeth_at(ref.teeth, skull, x0, y0, m.shape)
         u_cov = u_cov * np.clip(1.0 - (np.abs(xc) - 0.85) / 0.15, 0, 1)
     else:
+        lip_shadow = PAINTED_SHADOW
         tooth = np.minimum(UPPER_TEETH_SHOWN * width * across, 0.55 * height)
         # the front teeth only: the cheeks shade the back ones into the cavity's dark
         u_cov = np.clip(top + tooth - (r - 0.5), 0, 1) * np.clip(tooth - 0.3, 0, 1) * np.clip((0.8 - np.abs(xc)) / 0.25, 0, 1)
@@ -192,7 +203,7 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
                              * (1.0 - 0.1 * np.clip((r - top) / np.maximum(tooth, 1), 0, 1)))[..., None]
     # a thin opening shows a dark line between the lips, not a dashed row of tooth edges
     u_cov = u_cov * np.clip((height - THIN * width) / max(1.0, THIN * width), 0, 1)
-    shadow = 1.0 - LIP_SHADOW * np.exp(-np.maximum(r - top, 0) / max(0.8, width / 45))
+    shadow = 1.0 - lip_shadow * np.exp(-np.maximum(r - top, 0) / max(0.8, width / 45))
     paint = paint + (u_col * shadow[..., None] - paint) * u_cov[..., None]
     paint = paint.astype(np.float32)
     if skull is not None:
