@@ -87,7 +87,7 @@ def photo_teeth(photo: np.ndarray, opening: np.ndarray | None, lip_color: np.nda
     cols = np.nonzero(upper.any(0))[0]
     first = upper.argmax(0)
     # continued upward under the lip by the top row's colour (a lip that rises shows more tooth)
-    top = y0 - ext if y0 - ext >= 0 else 0
+    top = max(0, y0 - ext)
     grow = y0 - top
     rgb = np.concatenate([np.zeros((grow, x1 - x0, 3), np.float32), box.astype(np.float32)], 0)
     mask = np.concatenate([np.zeros((grow, x1 - x0), np.float32), upper.astype(np.float32)], 0)
@@ -96,14 +96,14 @@ def photo_teeth(photo: np.ndarray, opening: np.ndarray | None, lip_color: np.nda
         lo = max(0, r - ext)
         rgb[lo:r, c] = rgb[r, c]
         mask[lo:r, c] = 1.0
-    alpha = cv2.GaussianBlur(mask, (0, 0), 0.6) * np.clip(score.max() * 2, 0, 1)
+    alpha = cv2.GaussianBlur(mask, (0, 0), 0.6)
     return PhotoTeeth(int(x0), int(top), np.ascontiguousarray(rgb), np.ascontiguousarray(alpha, np.float32))
 
 
-def _edge_curves(m: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _edge_curves(m: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Per column of the opening m [h,w] bool: its top and bottom edges (the boundary between
     pixel rows, smoothed across columns with a Gaussian of sigma px, so a stair of whole
-    pixels becomes a sub-pixel curve) and whether the column holds any of it."""
+    pixels becomes a sub-pixel curve); a column without any has no height."""
     has = m.any(0)
     rows = np.arange(m.shape[0], dtype=np.float32)[:, None]
     top = np.where(m, rows, np.inf).min(0)
@@ -113,7 +113,7 @@ def _edge_curves(m: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, n
                         / np.maximum(cv2.GaussianBlur(w, (0, 0), sigma, sigmaY=0.01), 1e-6))[0]
     top, bottom = smooth(top) - 0.5, smooth(bottom) + 0.5
     mid = 0.5 * (top + bottom)      # a column without opening: no height (the corners taper)
-    return np.where(has, top, mid), np.where(has, bottom, mid), has
+    return np.where(has, top, mid), np.where(has, bottom, mid)
 
 
 def _coverage(top: np.ndarray, bottom: np.ndarray, rows: int) -> np.ndarray:
@@ -151,7 +151,7 @@ def paint_mouth(img: np.ndarray, part_index: np.ndarray, part_ids: dict[str, int
     x0, x1 = max(0, xs.min() - pad), min(mouth.shape[1], xs.max() + pad + 1)
     m = mouth[y0:y1, x0:x1]
     width = float(xs.max() - xs.min() + 1)
-    top, bottom, _ = _edge_curves(m, max(1.0, width / 30))
+    top, bottom = _edge_curves(m, max(1.0, width / 30))
     height = np.maximum(bottom - top, 0.0)[None]
     top, bottom = top[None], bottom[None]
     r = np.arange(m.shape[0], dtype=np.float32)[:, None]

@@ -178,8 +178,7 @@ class TalkingVideoRenderer:
         # would carry that row down with the jaw (a second row of upper teeth floating in the
         # mouth): in a moving mouth they are painted (their edges over the lip's shadow)
         moving_seen = self.ref_visible.copy()
-        lower = np.unique(self.faces[self.labels == self.part_ids[LOWER_TEETH]]) if LOWER_TEETH in self.part_ids else []
-        moving_seen[lower] = False
+        moving_seen[self.part_vertices(LOWER_TEETH)] = False
         # what the photo saw edge-on at the body's outline (the head's rim, an ear under the
         # hair) is a smear of few pixels, often of the hair or background beside it: a turn that
         # brings it into view stretches that smear (a seam across the cheek, a grey wash in the
@@ -187,24 +186,28 @@ class TalkingVideoRenderer:
         moving_seen &= ~self.rim_vertices(fit, ref_verts, silhouette)
         # the ears, too: the hair often hides them, and the photo's hair sampled by the ear's
         # own flow shows as dark specks beside the eyes when the head turns
-        if "ears" in self.part_ids:
-            moving_seen[np.unique(self.faces[self.labels == self.part_ids["ears"]])] = False
+        moving_seen[self.part_vertices("ears")] = False
         # and the face's skin where the photo shows something much darker than skin there (the
         # hair's shadow at a fit's edge): it too moves with the fill, not as a dark speck
-        if "face_skin" in self.part_ids and "face_skin" in means:
-            skin = np.unique(self.faces[self.labels == self.part_ids["face_skin"]])
+        if "face_skin" in means:
+            skin = self.part_vertices("face_skin")
             lum = control_maps.sample_bilinear(photo, self.src_xy[skin] + 0.5).mean(1)
             moving_seen[skin[lum < NOT_SKIN * float(means["face_skin"].mean())]] = False
         self.attrs = np.concatenate([self.src_xy, moving_seen[:, None]], 1).astype(np.float32)
+        self.upper_teeth = self.part_vertices("teeth")      # they move with the skull alone
         # a motion moves the face from rest with the lips closed (the photo may show its teeth:
         # its own lips are stretched over them); the vertices above still sample the photo
-        self.upper_teeth = (np.unique(self.faces[self.labels == self.part_ids["teeth"]])
-                            if "teeth" in self.part_ids else np.zeros(0, np.int64))
         self.rest_fit = closed_mouth_fit(body, fit)
         self.seal = lip_seal_close(body, self.rest_fit)
         names = expression_names(body.expression_set)
         smiles = {names.index(n): float(self.rest_fit.expression[names.index(n)]) for n in SMILE_CHANNELS if n in names}
         self.rest_smile = {k: v for k, v in smiles.items() if v > 0}     # what a rounded viseme lets go
+
+    def part_vertices(self, part: str) -> np.ndarray:
+        """The vertices of one body part's triangles (none when the body has no such part)."""
+        if part not in self.part_ids:
+            return np.zeros(0, np.int64)
+        return np.unique(self.faces[self.labels == self.part_ids[part]])
 
     def rim_vertices(self, fit: ReferenceFit, ref_verts: torch.Tensor, silhouette: np.ndarray) -> np.ndarray:
         """[V] bool: vertices the photo saw edge-on (GRAZING) within RIM of its size of the
